@@ -26,3 +26,7 @@ lint: $(STAMP) ## ruff + mypy --strict on voiceobs/
 	$(VENV)/bin/ruff check voiceobs tests
 	$(VENV)/bin/ruff format --check voiceobs tests
 	$(VENV)/bin/mypy voiceobs
+
+# Native stack (stack/stack.mk) and Docker stack (monitor.mk) verbs.
+-include stack/stack.mk
+-include monitor.mk
