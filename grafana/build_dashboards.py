@@ -1,0 +1,1988 @@
+"""Generate voiceobs' Grafana dashboards (grafana/dashboards/<folder>/<uid>.json).
+
+The nine dashboards share variables, links and panel shapes, so they are built from one
+set of helpers here instead of nine hand-edited JSON files that drift. Run
+``python grafana/build_dashboards.py`` after editing; ``tests/grafana`` fails when the
+committed JSON differs from what this script writes. Metric names come from
+``voiceobs/semconv.py`` (and ``grafana/external-metrics.txt`` for non-voiceobs names).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+Json = dict[str, Any]
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "dashboards"
+SCHEMA_VERSION = 39
+TURN_BUDGET_S = 0.8
+COST_PER_MINUTE_BUDGET_USD = 0.20
+
+PROM: Json = {"type": "prometheus", "uid": "prometheus"}
+LOKI: Json = {"type": "loki", "uid": "loki"}
+JAEGER: Json = {"type": "jaeger", "uid": "jaeger"}
+
+# Label filters shared by every voice query. Multi-value variables are always matched
+# with =~ (Grafana renders a multi selection as a regex alternation).
+SVC = 'job=~"$service"'
+TP = f'{SVC}, tenant=~"$tenant", pipeline=~"$pipeline"'
+TPP = f'{TP}, provider=~"$provider"'
+PIPE = f'{SVC}, pipeline=~"$pipeline"'
+PROV = f'{SVC}, provider=~"$provider"'
+
+VAR_QUERY = "&${service:queryparam}&${tenant:queryparam}&${pipeline:queryparam}"
+RANGE = "?${__url_time_range}"
+
+TITLES = {
+    "voiceobs-overview": "Voice overview",
+    "voiceobs-latency": "Turn latency breakdown",
+    "voiceobs-call-explorer": "Call explorer",
+    "voiceobs-cost": "Cost",
+    "voiceobs-audio": "Audio & streaming",
+    "voiceobs-providers": "Providers",
+    "voiceobs-engine": "Engine & system",
+    "voiceobs-pipeline": "Telemetry pipeline health",
+    "voiceobs-executive": "Executive KPIs",
+}
+
+
+def dash_url(uid: str, extra: str = "") -> str:
+    """A relative link to another voiceobs dashboard keeping time range and filters."""
+    return f"/d/{uid}/{uid}{RANGE}{VAR_QUERY}{extra}"
+
+
+def link_to(uid: str, title: str | None = None) -> Json:
+    """A panel data link to another dashboard."""
+    return {"title": f"Open {title or TITLES[uid]}", "url": dash_url(uid), "targetBlank": False}
+
+
+# --- Targets ---------------------------------------------------------------------------
+
+
+def prom(
+    expr: str,
+    legend: str = "__auto",
+    *,
+    exemplar: bool = False,
+    instant: bool = False,
+    fmt: str = "time_series",
+) -> Json:
+    """A Prometheus target."""
+    target: Json = {
+        "datasource": PROM,
+        "editorMode": "code",
+        "expr": expr,
+        "legendFormat": legend,
+        "range": not instant,
+        "instant": instant,
+        "exemplar": exemplar,
+        "format": fmt,
+    }
+    return target
+
+
+def quantile(q: float, metric: str, labels: str, by: str = "") -> str:
+    """histogram_quantile over a classic histogram's buckets."""
+    group = f"le, {by}" if by else "le"
+    return (
+        f"histogram_quantile({q}, sum by ({group}) "
+        f"(rate({metric}_bucket{{{labels}}}[$__rate_interval])))"
+    )
+
+
+def loki(expr: str, legend: str = "", *, query_type: str = "range") -> Json:
+    """A Loki target."""
+    return {
+        "datasource": LOKI,
+        "editorMode": "code",
+        "expr": expr,
+        "legendFormat": legend,
+        "queryType": query_type,
+    }
+
+
+def jaeger_search(operation: str, tags: str, limit: int = 20) -> Json:
+    """A Jaeger trace search (one row per matching trace)."""
+    return {
+        "datasource": JAEGER,
+        "queryType": "search",
+        "service": "$service",
+        "operation": operation,
+        "tags": tags,
+        "limit": limit,
+    }
+
+
+# --- Panels ----------------------------------------------------------------------------
+
+
+def _panel(kind: str, title: str, description: str, targets: list[Json], **kw: Any) -> Json:
+    for i, target in enumerate(targets):
+        target["refId"] = chr(ord("A") + i)
+    ds = targets[0]["datasource"] if targets else PROM
+    panel: Json = {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": ds,
+        "targets": targets,
+        "gridPos": {"w": kw.pop("w", 12), "h": kw.pop("h", 8)},
+    }
+    links = kw.pop("links", None)
+    if links:
+        panel["links"] = links
+    panel.update(kw)
+    return panel
+
+
+def _defaults(
+    unit: str,
+    *,
+    thresholds: list[tuple[float | None, str]] | None = None,
+    data_links: list[Json] | None = None,
+    mappings: list[Json] | None = None,
+    custom: Json | None = None,
+    decimals: int | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> Json:
+    steps = [{"color": c, "value": v} for v, c in (thresholds or [(None, "green")])]
+    defaults: Json = {
+        "unit": unit,
+        "thresholds": {"mode": "absolute", "steps": steps},
+        "color": {"mode": "palette-classic"},
+        "mappings": mappings or [],
+        "links": data_links or [],
+    }
+    if custom is not None:
+        defaults["custom"] = custom
+    if decimals is not None:
+        defaults["decimals"] = decimals
+    if minimum is not None:
+        defaults["min"] = minimum
+    if maximum is not None:
+        defaults["max"] = maximum
+    return defaults
+
+
+def timeseries(
+    title: str,
+    description: str,
+    targets: list[Json],
+    unit: str,
+    *,
+    budget: float | None = None,
+    stack: bool = False,
+    data_links: list[Json] | None = None,
+    minimum: float | None = 0,
+    maximum: float | None = None,
+    **kw: Any,
+) -> Json:
+    """A time series; ``budget`` draws a red threshold line (e.g. the 800 ms turn budget)."""
+    custom: Json = {
+        "drawStyle": "line",
+        "lineWidth": 1,
+        "fillOpacity": 10 if not stack else 60,
+        "showPoints": "never",
+        "spanNulls": False,
+        "stacking": {"mode": "normal" if stack else "none", "group": "A"},
+        "thresholdsStyle": {"mode": "line+area" if budget is not None else "off"},
+    }
+    thresholds = [(None, "green"), (budget, "red")] if budget is not None else None
+    return _panel(
+        "timeseries",
+        title,
+        description,
+        targets,
+        fieldConfig={
+            "defaults": _defaults(
+                unit,
+                thresholds=thresholds,
+                data_links=data_links,
+                custom=custom,
+                minimum=minimum,
+                maximum=maximum,
+            ),
+            "overrides": [],
+        },
+        options={
+            "legend": {"displayMode": "table", "placement": "bottom", "calcs": ["lastNotNull"]},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        },
+        **kw,
+    )
+
+
+def stat(
+    title: str,
+    description: str,
+    targets: list[Json],
+    unit: str,
+    *,
+    thresholds: list[tuple[float | None, str]] | None = None,
+    data_links: list[Json] | None = None,
+    sparkline: bool = True,
+    decimals: int | None = None,
+    mappings: list[Json] | None = None,
+    **kw: Any,
+) -> Json:
+    """A stat with a sparkline (graphMode area)."""
+    kw.setdefault("w", 6)
+    kw.setdefault("h", 5)
+    return _panel(
+        "stat",
+        title,
+        description,
+        targets,
+        fieldConfig={
+            "defaults": _defaults(
+                unit,
+                thresholds=thresholds,
+                data_links=data_links,
+                decimals=decimals,
+                mappings=mappings,
+            ),
+            "overrides": [],
+        },
+        options={
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "graphMode": "area" if sparkline else "none",
+            "colorMode": "value",
+            "justifyMode": "auto",
+            "textMode": "auto",
+            "orientation": "auto",
+        },
+        **kw,
+    )
+
+
+def table(
+    title: str,
+    description: str,
+    targets: list[Json],
+    unit: str,
+    *,
+    data_links: list[Json] | None = None,
+    transformations: list[Json] | None = None,
+    **kw: Any,
+) -> Json:
+    """A table of instant values."""
+    return _panel(
+        "table",
+        title,
+        description,
+        targets,
+        fieldConfig={
+            "defaults": _defaults(unit, data_links=data_links),
+            "overrides": [],
+        },
+        options={"showHeader": True, "cellHeight": "sm"},
+        transformations=transformations or [],
+        **kw,
+    )
+
+
+def bargauge(title: str, description: str, targets: list[Json], unit: str, **kw: Any) -> Json:
+    """Horizontal bars, one per series (e.g. failure reasons)."""
+    return _panel(
+        "bargauge",
+        title,
+        description,
+        targets,
+        fieldConfig={"defaults": _defaults(unit), "overrides": []},
+        options={
+            "orientation": "horizontal",
+            "displayMode": "gradient",
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "showUnfilled": True,
+        },
+        **kw,
+    )
+
+
+def heatmap(title: str, description: str, targets: list[Json], unit: str, **kw: Any) -> Json:
+    """A heatmap of pre-bucketed histogram data (targets use format: heatmap)."""
+    return _panel(
+        "heatmap",
+        title,
+        description,
+        targets,
+        fieldConfig={"defaults": _defaults(unit), "overrides": []},
+        options={
+            "calculate": False,
+            "cellGap": 1,
+            "color": {"mode": "scheme", "scheme": "Oranges", "scale": "exponential"},
+            "yAxis": {"unit": unit, "axisPlacement": "left"},
+            "rowsFrame": {"layout": "auto"},
+            "exemplars": {"color": "rgba(255,0,255,0.7)"},
+            "tooltip": {"mode": "single", "yHistogram": True},
+            "legend": {"show": True},
+        },
+        **kw,
+    )
+
+
+CIRCUIT_MAPPINGS: list[Json] = [
+    {
+        "type": "value",
+        "options": {
+            "0": {"text": "closed", "color": "green", "index": 0},
+            "1": {"text": "half-open", "color": "yellow", "index": 1},
+            "2": {"text": "open", "color": "red", "index": 2},
+        },
+    }
+]
+
+
+def state_timeline(
+    title: str,
+    description: str,
+    targets: list[Json],
+    *,
+    mappings: list[Json] | None = None,
+    thresholds: list[tuple[float | None, str]] | None = None,
+    **kw: Any,
+) -> Json:
+    """States over time; defaults to circuit breakers, 0 closed / 1 half-open / 2 open."""
+    return _panel(
+        "state-timeline",
+        title,
+        description,
+        targets,
+        fieldConfig={
+            "defaults": _defaults(
+                "none",
+                mappings=mappings if mappings is not None else CIRCUIT_MAPPINGS,
+                thresholds=thresholds or [(None, "green"), (1, "yellow"), (2, "red")],
+                custom={"lineWidth": 0, "fillOpacity": 80},
+            )
+            | {"color": {"mode": "thresholds"}},
+            "overrides": [],
+        },
+        options={
+            "mergeValues": True,
+            "showValue": "auto",
+            "alignValue": "left",
+            "rowHeight": 0.9,
+            "legend": {"showLegend": True, "displayMode": "list", "placement": "bottom"},
+        },
+        **kw,
+    )
+
+
+UP_MAPPINGS: list[Json] = [
+    {
+        "type": "value",
+        "options": {
+            "0": {"text": "down", "color": "red", "index": 0},
+            "1": {"text": "up", "color": "green", "index": 1},
+        },
+    }
+]
+
+
+def logs(title: str, description: str, targets: list[Json], **kw: Any) -> Json:
+    """A Loki logs panel."""
+    kw.setdefault("w", 24)
+    kw.setdefault("h", 12)
+    return _panel(
+        "logs",
+        title,
+        description,
+        targets,
+        options={
+            "showTime": True,
+            "wrapLogMessage": True,
+            "sortOrder": "Ascending",
+            "enableLogDetails": True,
+            "prettifyLogMessage": False,
+            "dedupStrategy": "none",
+        },
+        **kw,
+    )
+
+
+def text(title: str, description: str, content: str, **kw: Any) -> Json:
+    """A markdown note (no targets)."""
+    kw.setdefault("w", 24)
+    kw.setdefault("h", 3)
+    panel = _panel("text", title, description, [], **kw)
+    del panel["datasource"]
+    panel["options"] = {"mode": "markdown", "content": content}
+    return panel
+
+
+def row(title: str) -> Json:
+    """A row header (a layout element, not a data panel)."""
+    return {"type": "row", "title": title, "collapsed": False, "panels": [], "gridPos": {}}
+
+
+# --- Dashboard -------------------------------------------------------------------------
+
+
+def _var(name: str, label: str, query: str, *, all_value: str = ".*", multi: bool = True) -> Json:
+    return {
+        "type": "query",
+        "name": name,
+        "label": label,
+        "datasource": PROM,
+        "query": {"query": query, "refId": f"{name}-values", "qryType": 1},
+        "definition": query,
+        "refresh": 2,
+        "multi": multi,
+        "includeAll": multi,
+        "allValue": all_value if multi else None,
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]} if multi else {},
+        "sort": 1,
+        "regex": "",
+        "hide": 0,
+        "options": [],
+    }
+
+
+def standard_variables(*, single_service: bool = False) -> list[Json]:
+    """service, tenant, pipeline and provider, each from label_values of a voice metric.
+
+    ``service`` is the Prometheus ``job`` (the engine's service.name); its All value is
+    ``.+`` because Loki refuses a stream selector that matches the empty string.
+    """
+    service = _var(
+        "service",
+        "Service",
+        "label_values(voice_calls_total, job)",
+        all_value=".+",
+        multi=not single_service,
+    )
+    return [
+        service,
+        _var("tenant", "Tenant", f"label_values(voice_calls_total{{{SVC}}}, tenant)"),
+        _var(
+            "pipeline",
+            "Pipeline",
+            f'label_values(voice_calls_total{{{SVC}, tenant=~"$tenant"}}, pipeline)',
+        ),
+        _var(
+            "provider",
+            "Provider",
+            f"label_values(voice_provider_requests_total{{{SVC}}}, provider)",
+        ),
+    ]
+
+
+def _layout(panels: list[Json]) -> list[Json]:
+    """Flow panels left to right into a 24-column grid; rows start a new line."""
+    x = y = line_h = 0
+    for pid, panel in enumerate(panels, start=1):
+        panel["id"] = pid
+        pos = panel["gridPos"]
+        if panel["type"] == "row":
+            y += line_h
+            panel["gridPos"] = {"x": 0, "y": y, "w": 24, "h": 1}
+            y += 1
+            x = line_h = 0
+            continue
+        w, h = pos["w"], pos["h"]
+        if x + w > 24:
+            y += line_h
+            x = line_h = 0
+        panel["gridPos"] = {"x": x, "y": y, "w": w, "h": h}
+        x += w
+        line_h = max(line_h, h)
+    return panels
+
+
+def dashboard(
+    uid: str,
+    description: str,
+    panels: list[Json],
+    *,
+    variables: list[Json] | None = None,
+    tags: tuple[str, ...] = (),
+    time_from: str = "now-6h",
+) -> Json:
+    """A complete dashboard with the shared links menu to every other voiceobs dashboard."""
+    return {
+        "uid": uid,
+        "title": TITLES[uid],
+        "description": description,
+        "tags": ["voiceobs", *tags],
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "editable": True,
+        "graphTooltip": 1,
+        "timezone": "browser",
+        "refresh": "30s",
+        "time": {"from": time_from, "to": "now"},
+        "timepicker": {},
+        "fiscalYearStartMonth": 0,
+        "liveNow": False,
+        "weekStart": "",
+        "annotations": {
+            "list": [
+                {
+                    "builtIn": 1,
+                    "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+                    "enable": True,
+                    "hide": True,
+                    "iconColor": "rgba(0, 211, 255, 1)",
+                    "name": "Annotations & Alerts",
+                    "type": "dashboard",
+                }
+            ]
+        },
+        "links": [
+            {
+                "title": "voiceobs dashboards",
+                "type": "dashboards",
+                "tags": ["voiceobs"],
+                "asDropdown": True,
+                "includeVars": True,
+                "keepTime": True,
+                "targetBlank": False,
+                "icon": "external link",
+                "tooltip": "",
+                "url": "",
+            },
+            {
+                "title": "Call explorer",
+                "type": "link",
+                "url": f"/d/voiceobs-call-explorer/voiceobs-call-explorer{RANGE}",
+                "icon": "search",
+                "tooltip": "Find one call's trace, logs and turns by call id",
+                "asDropdown": False,
+                "includeVars": False,
+                "keepTime": False,
+                "targetBlank": False,
+                "tags": [],
+            },
+        ],
+        "templating": {"list": variables if variables is not None else standard_variables()},
+        "panels": _layout(panels),
+    }
+
+
+# --- The dashboards --------------------------------------------------------------------
+
+BUDGET_NOTE = "The red line is the 800 ms turn-latency budget (the P95 alert threshold)."
+
+
+def overview() -> Json:
+    calls = f"voice_calls_total{{{TP}}}"
+    panels = [
+        row("Are calls working right now?"),
+        stat(
+            "Active calls",
+            "Calls in progress now, summed over every worker (voice_calls_active).",
+            [prom(f"sum(voice_calls_active{{{TP}}})", "active")],
+            "short",
+            data_links=[link_to("voiceobs-engine", "active calls per worker")],
+        ),
+        stat(
+            "Call rate",
+            "Calls ended per minute over the selected filters.",
+            [prom(f"sum(rate({calls}[$__rate_interval])) * 60", "calls/min")],
+            "cpm",
+        ),
+        stat(
+            "Success rate",
+            "Share of ended calls with status completed or transferred, over the time range.",
+            [
+                prom(
+                    f'sum(increase(voice_calls_total{{{TP}, status=~"completed|transferred"}}'
+                    f"[$__range])) / sum(increase({calls}[$__range]))",
+                    "success",
+                )
+            ],
+            "percentunit",
+            thresholds=[(None, "red"), (0.9, "yellow"), (0.97, "green")],
+            decimals=1,
+        ),
+        stat(
+            "Cost per call-minute",
+            "AI cost (STT + LLM + TTS) divided by call minutes over the time range; "
+            "alert threshold $0.20/min.",
+            [
+                prom(
+                    f"sum(increase(voice_cost_usd_total{{{TP}}}[$__range])) / "
+                    f"(sum(increase(voice_call_duration_seconds_sum{{{TP}}}[$__range])) / 60)",
+                    "USD/min",
+                )
+            ],
+            "currencyUSD",
+            thresholds=[(None, "green"), (0.15, "yellow"), (COST_PER_MINUTE_BUDGET_USD, "red")],
+            decimals=3,
+            data_links=[link_to("voiceobs-cost")],
+        ),
+        timeseries(
+            "Ended calls by status",
+            "Calls ended per second by status (completed, failed, abandoned, transferred).",
+            [
+                prom(f"sum by (status) (rate({calls}[$__rate_interval]))", "{{status}}"),
+            ],
+            "reqps",
+        ),
+        timeseries(
+            "Failure reasons",
+            "Failed or abandoned calls per second by failure_reason; 'none' is excluded.",
+            [
+                prom(
+                    "sum by (failure_reason) (rate(voice_calls_total"
+                    f'{{{TP}, failure_reason!="none"}}[$__rate_interval]))',
+                    "{{failure_reason}}",
+                )
+            ],
+            "reqps",
+            stack=True,
+        ),
+        row("Are we fast?"),
+        timeseries(
+            "Turn latency P50 / P95 / P99 by pipeline",
+            "User end of speech to agent first audio, percentiles from the "
+            "voice_turn_latency_seconds histogram per pipeline. " + BUDGET_NOTE + " "
+            "Exemplar dots open the turn's trace.",
+            [
+                prom(
+                    quantile(q, "voice_turn_latency_seconds", TP, "pipeline"),
+                    f"P{int(q * 100)} {{{{pipeline}}}}",
+                    exemplar=True,
+                )
+                for q in (0.5, 0.95, 0.99)
+            ],
+            "s",
+            budget=TURN_BUDGET_S,
+            w=16,
+            h=9,
+            data_links=[link_to("voiceobs-latency")],
+        ),
+        stat(
+            "Turns within budget",
+            "Share of turns whose latency was at most 800 ms, over the time range.",
+            [
+                prom(
+                    f'sum(increase(voice_turn_latency_seconds_bucket{{{TP}, le="0.8"}}[$__range]))'
+                    f" / sum(increase(voice_turn_latency_seconds_count{{{TP}}}[$__range]))",
+                    "within budget",
+                )
+            ],
+            "percentunit",
+            thresholds=[(None, "red"), (0.9, "yellow"), (0.95, "green")],
+            decimals=1,
+            w=8,
+            h=9,
+        ),
+        row("What does it cost?"),
+        timeseries(
+            "Cost per minute by component",
+            "Spend rate in US dollars per wall-clock minute, by component (stt, llm, tts).",
+            [
+                prom(
+                    f"sum by (component) (rate(voice_cost_usd_total{{{TP}}}[$__rate_interval]))"
+                    " * 60",
+                    "{{component}}",
+                )
+            ],
+            "currencyUSD",
+            stack=True,
+            w=24,
+            data_links=[link_to("voiceobs-cost")],
+        ),
+    ]
+    return dashboard(
+        "voiceobs-overview",
+        "Are calls working, are we fast, what does it cost: the first dashboard to open.",
+        panels,
+        tags=("voice",),
+    )
+
+
+STAGES = (
+    ("voice_eou_delay_seconds", "End-of-utterance delay"),
+    ("voice_stt_latency_seconds", "STT finalisation"),
+    ("voice_llm_ttft_seconds", "LLM time to first token"),
+    ("voice_tts_ttfb_seconds", "TTS time to first byte"),
+)
+
+
+def latency() -> Json:
+    panels: list[Json] = [
+        row("Turn latency"),
+        timeseries(
+            "Turn latency P50 / P95 / P99",
+            "Percentiles of voice_turn_latency_seconds over the selected tenants and "
+            "pipelines. " + BUDGET_NOTE + " Click an exemplar to open that turn's trace.",
+            [
+                prom(
+                    quantile(q, "voice_turn_latency_seconds", TP),
+                    f"P{int(q * 100)}",
+                    exemplar=True,
+                )
+                for q in (0.5, 0.95, 0.99)
+            ],
+            "s",
+            budget=TURN_BUDGET_S,
+            data_links=[link_to("voiceobs-call-explorer")],
+        ),
+        heatmap(
+            "Turn latency heatmap",
+            "Distribution of turn latency per time bucket from the histogram buckets "
+            "(turns per bucket); exemplars mark individual turns linked to their traces.",
+            [
+                prom(
+                    f"sum by (le) (increase(voice_turn_latency_seconds_bucket{{{TP}}}"
+                    "[$__rate_interval]))",
+                    "{{le}}",
+                    exemplar=True,
+                    fmt="heatmap",
+                )
+            ],
+            "s",
+        ),
+        timeseries(
+            "Turn latency P95 by tenant",
+            "P95 turn latency per tenant, to spot one customer's slow pipeline. " + BUDGET_NOTE,
+            [
+                prom(
+                    quantile(0.95, "voice_turn_latency_seconds", TP, "tenant"),
+                    "{{tenant}}",
+                    exemplar=True,
+                )
+            ],
+            "s",
+            budget=TURN_BUDGET_S,
+        ),
+        timeseries(
+            "Interrupted turn share",
+            'Share of turns in which the user barged in (voice_turns_total{interrupted="true"}).',
+            [
+                prom(
+                    f'sum by (pipeline) (rate(voice_turns_total{{{TP}, interrupted="true"}}'
+                    f"[$__rate_interval])) / sum by (pipeline) (rate(voice_turns_total{{{TP}}}"
+                    "[$__rate_interval]))",
+                    "{{pipeline}}",
+                )
+            ],
+            "percentunit",
+            maximum=1,
+            data_links=[link_to("voiceobs-audio")],
+        ),
+        row("Breakdown by provider and model (P95)"),
+    ]
+    for metric, name in STAGES:
+        panels.append(
+            timeseries(
+                f"{name} P95 by provider and model",
+                f"P95 of {metric} per provider and model; the turn budget line shows how much "
+                "of the 800 ms this stage alone uses.",
+                [
+                    prom(
+                        quantile(0.95, metric, TPP, "provider, model"),
+                        "{{provider}} {{model}}",
+                        exemplar=True,
+                    )
+                ],
+                "s",
+                budget=TURN_BUDGET_S,
+                data_links=[link_to("voiceobs-providers")],
+            )
+        )
+    panels.append(
+        timeseries(
+            "LLM full response duration P95 by provider and model",
+            "P95 of voice_llm_duration_seconds (request to last token); beyond the turn "
+            "budget, since the agent speaks while the LLM streams.",
+            [
+                prom(
+                    quantile(0.95, "voice_llm_duration_seconds", TPP, "provider, model"),
+                    "{{provider}} {{model}}",
+                    exemplar=True,
+                )
+            ],
+            "s",
+            w=24,
+        )
+    )
+    panels.append(
+        table(
+            "Stage P95 per provider and model (time range)",
+            "One row per provider and model with each stage's P95 over the whole time range, "
+            "for comparing vendors.",
+            [
+                prom(
+                    f"histogram_quantile(0.95, sum by (le, provider, model) "
+                    f"(increase({metric}_bucket{{{TPP}}}[$__range])))",
+                    name,
+                    instant=True,
+                    fmt="table",
+                )
+                for metric, name in STAGES
+            ],
+            "s",
+            w=24,
+            transformations=[
+                {"id": "merge", "options": {}},
+                {"id": "organize", "options": {"excludeByName": {"Time": True}}},
+            ],
+        )
+    )
+    return dashboard(
+        "voiceobs-latency",
+        "Turn latency and its parts (EOU, STT, LLM TTFT, TTS TTFB) as percentiles, "
+        "by provider and model, with exemplars to the slow turns' traces.",
+        panels,
+        tags=("voice",),
+    )
+
+
+def call_explorer() -> Json:
+    call_variable: Json = {
+        "type": "textbox",
+        "name": "call_id",
+        "label": "Call id",
+        "query": "",
+        "current": {"selected": False, "text": "", "value": ""},
+        "hide": 0,
+        "options": [],
+        "description": "The voice.call.id (from an exemplar, a log line or your engine)",
+    }
+    variables = [*standard_variables(single_service=True), call_variable]
+    call_logs = '{service_name=~"$service"} | voice_call_id="$call_id"'
+    jaeger_ui = (
+        "http://localhost:16686/search?service=${service}&tags="
+        "%7B%22voice.call.id%22%3A%22${call_id}%22%7D"
+    )
+    panels = [
+        text(
+            "How to use",
+            "Instructions for the call explorer.",
+            "Paste a **call id** above (exemplars on latency panels, the *Call* link on a log "
+            "line, or your engine's logs give one). The trace table opens the call's trace; "
+            "in the trace, each span's log icon opens the call's logs.",
+        ),
+        table(
+            "Call trace (Jaeger)",
+            "Jaeger search for the voice.call span tagged voice.call.id=$call_id; click the "
+            "trace id to open the whole call (every turn and stage span).",
+            [jaeger_search("voice.call", 'voice.call.id="$call_id"')],
+            "none",
+            w=12,
+            links=[{"title": "Open in Jaeger UI", "url": jaeger_ui, "targetBlank": True}],
+        ),
+        table(
+            "Turns of this call (Jaeger)",
+            "Traces holding voice.turn spans of this call; each turn span carries "
+            "voice.turn.number, voice.turn.latency and voice.turn.interrupted.",
+            [jaeger_search("voice.turn", 'voice.call.id="$call_id"', limit=50)],
+            "none",
+            w=12,
+        ),
+        logs(
+            "Call logs (Loki)",
+            "Every log line of the call: Loki structured metadata voice_call_id=$call_id. "
+            "Expand a line and use its TraceID link to jump to the span that logged it.",
+            [loki(call_logs)],
+        ),
+        timeseries(
+            "Log lines of this call by level",
+            "Log volume of the call per minute by detected level; a burst of errors shows "
+            "where the call went wrong.",
+            [
+                loki(
+                    f"sum by (detected_level) (count_over_time({call_logs} [$__auto]))",
+                    "{{detected_level}}",
+                )
+            ],
+            "short",
+            stack=True,
+        ),
+        logs(
+            "Turn and error lines",
+            "Lines of the call that mention a turn, an interruption or an error, for a "
+            "quick turn-by-turn reading.",
+            [loki(f'{call_logs} |~ "(?i)turn|barge|interrupt|error|restart"')],
+            w=12,
+            h=8,
+        ),
+        row("Context: latency and cost around this call (exemplars link to calls)"),
+        timeseries(
+            "Turn latency P95 with exemplars",
+            "P95 turn latency for the selected tenant/pipeline around the call's time; "
+            "exemplar dots carry trace_id and voice_call_id and open the trace or this "
+            "explorer for another call. " + BUDGET_NOTE,
+            [
+                prom(
+                    quantile(0.95, "voice_turn_latency_seconds", TP, "pipeline"),
+                    "P95 {{pipeline}}",
+                    exemplar=True,
+                )
+            ],
+            "s",
+            budget=TURN_BUDGET_S,
+        ),
+        timeseries(
+            "Cost per call P95 with exemplars",
+            "P95 of voice_call_cost_usd (cost of each call at its end); exemplars point at "
+            "expensive calls.",
+            [
+                prom(
+                    quantile(0.95, "voice_call_cost_usd", TP, "pipeline"),
+                    "P95 {{pipeline}}",
+                    exemplar=True,
+                )
+            ],
+            "currencyUSD",
+        ),
+    ]
+    return dashboard(
+        "voiceobs-call-explorer",
+        "Why was this call bad? One call's trace, turns and logs by call id.",
+        panels,
+        variables=variables,
+        tags=("voice",),
+        time_from="now-24h",
+    )
+
+
+def cost() -> Json:
+    by_comp = f"voice_cost_usd_total{{{TPP}}}"
+    panels = [
+        row("Per call and per minute"),
+        stat(
+            "Average cost per call",
+            "Total cost of ended calls divided by their number over the time range "
+            "(voice_call_cost_usd sum / count; an average is fine for money).",
+            [
+                prom(
+                    f"sum(increase(voice_call_cost_usd_sum{{{TP}}}[$__range])) / "
+                    f"sum(increase(voice_call_cost_usd_count{{{TP}}}[$__range]))",
+                    "avg/call",
+                )
+            ],
+            "currencyUSD",
+            decimals=4,
+        ),
+        stat(
+            "Cost per call-minute",
+            "Cost divided by call minutes over the time range; the alert fires above $0.20.",
+            [
+                prom(
+                    f"sum(increase(voice_cost_usd_total{{{TP}}}[$__range])) / "
+                    f"(sum(increase(voice_call_duration_seconds_sum{{{TP}}}[$__range])) / 60)",
+                    "USD/min",
+                )
+            ],
+            "currencyUSD",
+            thresholds=[(None, "green"), (0.15, "yellow"), (COST_PER_MINUTE_BUDGET_USD, "red")],
+            decimals=3,
+        ),
+        stat(
+            "Spend in time range",
+            "Total AI spend over the time range for the selected filters.",
+            [prom(f"sum(increase({by_comp}[$__range]))", "USD")],
+            "currencyUSD",
+            decimals=2,
+        ),
+        stat(
+            "Projected spend (30 days)",
+            "Spend rate over the last hour extrapolated to 30 days.",
+            [prom(f"sum(rate({by_comp}[1h])) * 86400 * 30", "USD/30d")],
+            "currencyUSD",
+            decimals=0,
+        ),
+        timeseries(
+            "Cost per call P50 / P95 / P99",
+            "Percentiles of the per-call cost histogram (voice_call_cost_usd), by pipeline.",
+            [
+                prom(
+                    quantile(q, "voice_call_cost_usd", TP, "pipeline"),
+                    f"P{int(q * 100)} {{{{pipeline}}}}",
+                    exemplar=True,
+                )
+                for q in (0.5, 0.95, 0.99)
+            ],
+            "currencyUSD",
+        ),
+        timeseries(
+            "Cost per call-minute by pipeline",
+            "increase(voice_cost_usd_total) / (increase(voice_call_duration_seconds_sum) / 60) "
+            "per pipeline over a 15-minute window; the red line is the $0.20/min alert.",
+            [
+                prom(
+                    f"sum by (pipeline) (increase(voice_cost_usd_total{{{TP}}}[15m])) / "
+                    f"(sum by (pipeline) (increase(voice_call_duration_seconds_sum{{{TP}}}[15m]))"
+                    " / 60)",
+                    "{{pipeline}}",
+                )
+            ],
+            "currencyUSD",
+            budget=COST_PER_MINUTE_BUDGET_USD,
+        ),
+        row("By component and provider"),
+        timeseries(
+            "Spend per minute by component",
+            "Dollars per wall-clock minute by component (stt, llm, tts, tool).",
+            [
+                prom(
+                    f"sum by (component) (rate({by_comp}[$__rate_interval])) * 60",
+                    "{{component}}",
+                )
+            ],
+            "currencyUSD",
+            stack=True,
+        ),
+        timeseries(
+            "Spend per minute by provider",
+            "Dollars per wall-clock minute by provider and component.",
+            [
+                prom(
+                    f"sum by (component, provider) (rate({by_comp}[$__rate_interval])) * 60",
+                    "{{component}} {{provider}}",
+                )
+            ],
+            "currencyUSD",
+            stack=True,
+            data_links=[link_to("voiceobs-providers")],
+        ),
+        table(
+            "Most expensive provider per component (optimisation hint)",
+            "For each component, the provider with the highest spend over the time range: "
+            "the first place to look for a cheaper model or vendor.",
+            [
+                prom(
+                    f"topk by (component) (1, sum by (component, provider) "
+                    f"(increase({by_comp}[$__range])))",
+                    "",
+                    instant=True,
+                    fmt="table",
+                )
+            ],
+            "currencyUSD",
+            transformations=[
+                {"id": "organize", "options": {"excludeByName": {"Time": True}}},
+            ],
+        ),
+        bargauge(
+            "Spend by provider (time range)",
+            "Total spend per provider over the time range.",
+            [
+                prom(
+                    f"sort_desc(sum by (provider) (increase({by_comp}[$__range])))",
+                    "{{provider}}",
+                    instant=True,
+                )
+            ],
+            "currencyUSD",
+        ),
+        row("Per tenant"),
+        table(
+            "Spend per tenant, last 30 days",
+            "Each tenant's spend over the last 30 days by component (increase over 30d), "
+            "for monthly billing and budget checks.",
+            [
+                prom(
+                    f"sum by (tenant, component) (increase({by_comp}[30d]))",
+                    "",
+                    instant=True,
+                    fmt="table",
+                )
+            ],
+            "currencyUSD",
+            transformations=[
+                {"id": "organize", "options": {"excludeByName": {"Time": True}}},
+            ],
+        ),
+        timeseries(
+            "Daily spend per tenant",
+            "Spend per tenant per day (increase over 1d), the month's trend.",
+            [
+                prom(
+                    f"sum by (tenant) (increase({by_comp}[1d]))",
+                    "{{tenant}}",
+                )
+            ],
+            "currencyUSD",
+            interval="1h",
+        ),
+        row("Usage behind the cost"),
+        timeseries(
+            "STT audio minutes per minute",
+            "Audio seconds sent to STT, per provider and model, as minutes per minute.",
+            [
+                prom(
+                    f"sum by (provider, model) (rate(voice_stt_audio_seconds_total{{{TPP}}}"
+                    "[$__rate_interval]))",
+                    "{{provider}} {{model}}",
+                )
+            ],
+            "none",
+            w=8,
+        ),
+        timeseries(
+            "LLM tokens per second",
+            "Input and output tokens per provider and model.",
+            [
+                prom(
+                    f"sum by (provider, model, type) (rate(voice_llm_tokens_total{{{TPP}}}"
+                    "[$__rate_interval]))",
+                    "{{provider}} {{model}} {{type}}",
+                )
+            ],
+            "short",
+            w=8,
+        ),
+        timeseries(
+            "TTS characters per second",
+            "Characters synthesised per provider and model.",
+            [
+                prom(
+                    f"sum by (provider, model) (rate(voice_tts_characters_total{{{TPP}}}"
+                    "[$__rate_interval]))",
+                    "{{provider}} {{model}}",
+                )
+            ],
+            "short",
+            w=8,
+        ),
+    ]
+    return dashboard(
+        "voiceobs-cost",
+        "AI cost from the rate card: per call, per call-minute, per tenant per month, "
+        "by component and provider, with optimisation hints.",
+        panels,
+        tags=("business",),
+        time_from="now-24h",
+    )
+
+
+def audio() -> Json:
+    panels = [
+        row("Streaming restarts"),
+        timeseries(
+            "Restarts per call P50 / P95 / max bucket",
+            "Percentiles of voice_call_stream_restarts (streaming restarts counted per call, "
+            "recorded at call end), by pipeline.",
+            [
+                prom(
+                    quantile(q, "voice_call_stream_restarts", PIPE, "pipeline"),
+                    f"P{int(q * 100)} {{{{pipeline}}}}",
+                    exemplar=True,
+                )
+                for q in (0.5, 0.95, 0.99)
+            ],
+            "short",
+        ),
+        stat(
+            "Calls with at least one restart",
+            "Share of calls that needed one or more streaming restarts, over the time range.",
+            [
+                prom(
+                    f'1 - sum(increase(voice_call_stream_restarts_bucket{{{PIPE}, le=~"0|0.0"}}'
+                    f"[$__range])) / sum(increase(voice_call_stream_restarts_count{{{PIPE}}}"
+                    "[$__range]))",
+                    "restarted",
+                )
+            ],
+            "percentunit",
+            thresholds=[(None, "green"), (0.05, "yellow"), (0.2, "red")],
+            decimals=1,
+        ),
+        stat(
+            "Restarts in time range",
+            "Streaming connection restarts over the time range, all providers.",
+            [
+                prom(
+                    f'sum(increase(voice_stream_restarts_total{{{PIPE}, provider=~"$provider"}}'
+                    "[$__range]))",
+                    "restarts",
+                )
+            ],
+            "short",
+            decimals=0,
+        ),
+        timeseries(
+            "Restarts by provider and reason",
+            "Streaming restarts per minute by provider, component and reason "
+            "(voice_stream_restarts_total).",
+            [
+                prom(
+                    f"sum by (provider, component, reason) (rate(voice_stream_restarts_total"
+                    f'{{{PIPE}, provider=~"$provider"}}[$__rate_interval])) * 60',
+                    "{{provider}} {{component}} {{reason}}",
+                )
+            ],
+            "short",
+            stack=True,
+            w=24,
+            data_links=[link_to("voiceobs-providers")],
+        ),
+        row("Jitter buffer"),
+    ]
+    for direction in ("inbound", "outbound"):
+        panels.append(
+            timeseries(
+                f"Jitter-buffer depth ({direction}) P50 / P95",
+                f"Depth of the {direction} jitter buffer (seconds of audio buffered), "
+                "percentiles over calls by pipeline; rising P95 means network jitter or a "
+                "slow consumer.",
+                [
+                    prom(
+                        quantile(
+                            q,
+                            "voice_jitter_buffer_depth_seconds",
+                            f'{PIPE}, direction="{direction}"',
+                            "pipeline",
+                        ),
+                        f"P{int(q * 100)} {{{{pipeline}}}}",
+                    )
+                    for q in (0.5, 0.95)
+                ],
+                "s",
+            )
+        )
+    panels += [
+        heatmap(
+            "Jitter-buffer depth distribution",
+            "All directions: how many per-second depth samples fell in each bucket.",
+            [
+                prom(
+                    f"sum by (le) (increase(voice_jitter_buffer_depth_seconds_bucket{{{PIPE}}}"
+                    "[$__rate_interval]))",
+                    "{{le}}",
+                    fmt="heatmap",
+                )
+            ],
+            "s",
+            w=24,
+        ),
+        row("Interruptions (barge-in)"),
+        timeseries(
+            "Interrupted turns per minute",
+            "Turns in which the user spoke over the agent, per pipeline.",
+            [
+                prom(
+                    f'sum by (pipeline) (rate(voice_turns_total{{{TP}, interrupted="true"}}'
+                    "[$__rate_interval])) * 60",
+                    "{{pipeline}}",
+                )
+            ],
+            "short",
+        ),
+        timeseries(
+            "Interrupted turn share",
+            "Share of turns interrupted by the user, per pipeline.",
+            [
+                prom(
+                    f'sum by (pipeline) (rate(voice_turns_total{{{TP}, interrupted="true"}}'
+                    f"[$__rate_interval])) / sum by (pipeline) (rate(voice_turns_total{{{TP}}}"
+                    "[$__rate_interval]))",
+                    "{{pipeline}}",
+                )
+            ],
+            "percentunit",
+            maximum=1,
+            data_links=[link_to("voiceobs-latency")],
+        ),
+    ]
+    return dashboard(
+        "voiceobs-audio",
+        "Is the audio path healthy? Streaming restarts per call and per provider, "
+        "jitter-buffer depth and interruptions.",
+        panels,
+        tags=("voice",),
+    )
+
+
+def providers() -> Json:
+    req = f"voice_provider_requests_total{{{PROV}}}"
+    panels = [
+        row("Outcomes and errors"),
+        timeseries(
+            "Requests by outcome",
+            "Provider requests per second by provider and outcome (ok, error, timeout, "
+            "rate_limited, cancelled).",
+            [
+                prom(
+                    f"sum by (provider, outcome) (rate({req}[$__rate_interval]))",
+                    "{{provider}} {{outcome}}",
+                )
+            ],
+            "reqps",
+            stack=True,
+        ),
+        timeseries(
+            "Error rate by provider",
+            "Share of requests per provider whose outcome is error, timeout or rate_limited "
+            "(cancelled requests are the engine's choice, not the provider's fault).",
+            [
+                prom(
+                    f"sum by (provider) (rate(voice_provider_requests_total{{{PROV}, "
+                    f'outcome=~"error|timeout|rate_limited"}}[$__rate_interval])) / '
+                    f"sum by (provider) (rate({req}[$__rate_interval]))",
+                    "{{provider}}",
+                )
+            ],
+            "percentunit",
+            budget=0.05,
+            maximum=1,
+        ),
+        table(
+            "Provider uptime (share of ok, time range)",
+            "Share of each provider's requests with outcome ok over the time range, by "
+            "component: the provider uptime as the engine saw it.",
+            [
+                prom(
+                    f"sum by (provider, component) (increase(voice_provider_requests_total"
+                    f'{{{PROV}, outcome="ok"}}[$__range])) / sum by (provider, component) '
+                    f"(increase({req}[$__range]))",
+                    "",
+                    instant=True,
+                    fmt="table",
+                )
+            ],
+            "percentunit",
+            transformations=[
+                {"id": "organize", "options": {"excludeByName": {"Time": True}}},
+            ],
+        ),
+        timeseries(
+            "Provider uptime over time",
+            "Share of ok requests per provider over 5-minute windows; dips are outages.",
+            [
+                prom(
+                    f"sum by (provider) (rate(voice_provider_requests_total{{{PROV}, "
+                    f'outcome="ok"}}[5m])) / sum by (provider) (rate({req}[5m]))',
+                    "{{provider}}",
+                )
+            ],
+            "percentunit",
+            minimum=None,
+            maximum=1,
+        ),
+        row("Circuit breakers"),
+        state_timeline(
+            "Circuit-breaker state",
+            "Circuit breaker per provider: closed (0), half-open (1), open (2). The alert "
+            "fires when one stays open for 5 minutes.",
+            [prom(f"max by (provider) (voice_provider_circuit_state{{{PROV}}})", "{{provider}}")],
+            w=16,
+        ),
+        stat(
+            "Open circuits now",
+            "Number of providers whose circuit breaker is open right now.",
+            [
+                prom(
+                    f"count(max by (provider) (voice_provider_circuit_state{{{PROV}}}) == 2)"
+                    " or vector(0)",
+                    "open",
+                )
+            ],
+            "short",
+            thresholds=[(None, "green"), (1, "red")],
+            w=8,
+        ),
+        row("Latency by provider"),
+        timeseries(
+            "Stage P95 by provider",
+            "P95 of the provider-facing stage latencies (STT finalisation, LLM TTFT, TTS "
+            "TTFB) per provider. " + BUDGET_NOTE,
+            [
+                prom(
+                    quantile(0.95, metric, TPP, "provider"),
+                    f"{name} {{{{provider}}}}",
+                    exemplar=True,
+                )
+                for metric, name in STAGES[1:]
+            ],
+            "s",
+            budget=TURN_BUDGET_S,
+            w=24,
+            data_links=[link_to("voiceobs-latency")],
+        ),
+    ]
+    return dashboard(
+        "voiceobs-providers",
+        "STT/LLM/TTS providers: request outcomes, error rates, uptime and circuit breakers.",
+        panels,
+        tags=("voice",),
+    )
+
+
+def engine() -> Json:
+    http = f"http_server_request_duration_seconds_count{{{SVC}}}"
+    panels = [
+        row("Engine HTTP API"),
+        timeseries(
+            "Request rate by route",
+            "HTTP requests per second by route and method (FastAPI instrumentation).",
+            [
+                prom(
+                    f"sum by (http_route, http_request_method) (rate({http}[$__rate_interval]))",
+                    "{{http_request_method}} {{http_route}}",
+                )
+            ],
+            "reqps",
+            w=8,
+        ),
+        timeseries(
+            "Request latency P95 by route",
+            "P95 HTTP server duration per route from the histogram; the red line is the "
+            "2 s response-time alert.",
+            [
+                prom(
+                    quantile(0.95, "http_server_request_duration_seconds", SVC, "http_route"),
+                    "{{http_route}}",
+                    exemplar=True,
+                )
+            ],
+            "s",
+            budget=2.0,
+            w=8,
+        ),
+        timeseries(
+            "5xx error share",
+            "Share of requests answered with a 5xx status, per route.",
+            [
+                prom(
+                    f"sum by (http_route) (rate(http_server_request_duration_seconds_count"
+                    f'{{{SVC}, http_response_status_code=~"5.."}}[$__rate_interval])) / '
+                    f"sum by (http_route) (rate({http}[$__rate_interval]))",
+                    "{{http_route}}",
+                )
+            ],
+            "percentunit",
+            budget=0.05,
+            w=8,
+        ),
+        row("Workers"),
+        timeseries(
+            "CPU per worker",
+            "CPU seconds per second used by each worker process (1 = one full core).",
+            [
+                prom(
+                    f"sum by (instance) (rate(process_cpu_time_seconds_total{{{SVC}}}"
+                    "[$__rate_interval]))",
+                    "{{instance}}",
+                )
+            ],
+            "percentunit",
+            w=8,
+        ),
+        timeseries(
+            "Memory per worker",
+            "Resident memory of each worker process (process_memory_usage_bytes).",
+            [
+                prom(
+                    f"sum by (instance) (process_memory_usage_bytes{{{SVC}}})",
+                    "{{instance}}",
+                )
+            ],
+            "bytes",
+            w=8,
+        ),
+        timeseries(
+            "Memory % of limit per worker",
+            "Worker memory as a share of its limit (cgroup limit, else machine RAM). Alerts "
+            "fire at 80 % and 90 %.",
+            [
+                prom(
+                    f"sum by (instance) (process_memory_usage_bytes{{{SVC}}}) / "
+                    f"max by (instance) (voiceobs_process_memory_limit_bytes{{{SVC}}})",
+                    "{{instance}}",
+                )
+            ],
+            "percentunit",
+            budget=0.8,
+            maximum=1,
+            w=8,
+        ),
+        timeseries(
+            "Active calls per worker",
+            "Calls in progress in each worker process (instance = service.instance.id).",
+            [
+                prom(
+                    f"sum by (instance) (voice_calls_active{{{TP}}})",
+                    "{{instance}}",
+                )
+            ],
+            "short",
+            stack=True,
+            w=12,
+            data_links=[link_to("voiceobs-overview")],
+        ),
+        timeseries(
+            "Threads and open files per worker",
+            "Thread count and open file descriptors per worker: leaks show as steady growth.",
+            [
+                prom(f"sum by (instance) (process_thread_count{{{SVC}}})", "threads {{instance}}"),
+                prom(
+                    f"sum by (instance) (process_open_file_descriptor_count{{{SVC}}})",
+                    "fds {{instance}}",
+                ),
+            ],
+            "short",
+            w=12,
+        ),
+        row("Probes and host"),
+        table(
+            "Blackbox probe results",
+            "Latest result of each blackbox probe (1 = up) with its duration.",
+            [
+                prom("max by (job, instance) (probe_success)", "", instant=True, fmt="table"),
+                prom(
+                    "max by (job, instance) (probe_duration_seconds)",
+                    "",
+                    instant=True,
+                    fmt="table",
+                ),
+            ],
+            "none",
+            transformations=[
+                {"id": "merge", "options": {}},
+                {
+                    "id": "organize",
+                    "options": {
+                        "excludeByName": {"Time": True},
+                        "renameByName": {"Value #A": "up", "Value #B": "duration (s)"},
+                    },
+                },
+            ],
+            w=12,
+        ),
+        table(
+            "TLS certificate expiry",
+            "Time until each probed endpoint's earliest TLS certificate expires "
+            "(probe_ssl_earliest_cert_expiry - time()); red under 14 days.",
+            [
+                prom(
+                    "min by (instance) (probe_ssl_earliest_cert_expiry) - time()",
+                    "",
+                    instant=True,
+                    fmt="table",
+                )
+            ],
+            "s",
+            transformations=[
+                {"id": "organize", "options": {"excludeByName": {"Time": True}}},
+            ],
+            w=12,
+        ),
+        timeseries(
+            "Host CPU busy",
+            "Share of host CPU not idle (node exporter), where node exporter runs.",
+            [
+                prom(
+                    '1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}'
+                    "[$__rate_interval]))",
+                    "{{instance}}",
+                )
+            ],
+            "percentunit",
+            maximum=1,
+        ),
+        timeseries(
+            "Host memory used",
+            "Share of host memory in use (1 - MemAvailable / MemTotal, node exporter).",
+            [
+                prom(
+                    "1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes",
+                    "{{instance}}",
+                )
+            ],
+            "percentunit",
+            maximum=1,
+        ),
+    ]
+    return dashboard(
+        "voiceobs-engine",
+        "Is the machine healthy? Engine HTTP API, worker CPU/memory/active calls, "
+        "blackbox probes and host.",
+        panels,
+        tags=("platform",),
+    )
+
+
+def _otelcol(kind: str, signal: str) -> str:
+    return f"otelcol_{kind}_{signal}_total"
+
+
+SIGNALS = (("spans", "spans"), ("metric_points", "metric points"), ("log_records", "log records"))
+
+
+def pipeline() -> Json:
+    panels: list[Json] = [row("Collector: in")]
+    for signal, name in SIGNALS:
+        panels.append(
+            timeseries(
+                f"Collector {name} accepted / refused",
+                f"{name.capitalize()} per second the Collector's receivers accepted and "
+                "refused (refused means back-pressure: memory_limiter or a full queue).",
+                [
+                    prom(
+                        f"sum by (receiver) (rate({_otelcol('receiver_accepted', signal)}"
+                        "[$__rate_interval]))",
+                        "accepted {{receiver}}",
+                    ),
+                    prom(
+                        f"sum by (receiver) (rate({_otelcol('receiver_refused', signal)}"
+                        "[$__rate_interval]))",
+                        "refused {{receiver}}",
+                    ),
+                ],
+                "short",
+                w=8,
+            )
+        )
+    panels.append(row("Collector: out"))
+    for signal, name in SIGNALS:
+        panels.append(
+            timeseries(
+                f"Collector {name} sent / failed by exporter",
+                f"{name.capitalize()} per second each exporter delivered and failed to send "
+                "(after retries).",
+                [
+                    prom(
+                        f"sum by (exporter) (rate({_otelcol('exporter_sent', signal)}"
+                        "[$__rate_interval]))",
+                        "sent {{exporter}}",
+                    ),
+                    prom(
+                        f"sum by (exporter) (rate({_otelcol('exporter_send_failed', signal)}"
+                        "[$__rate_interval]))",
+                        "failed {{exporter}}",
+                    ),
+                ],
+                "short",
+                w=8,
+            )
+        )
+    panels += [
+        timeseries(
+            "Exporter queue fill",
+            "Sending-queue size as a share of its capacity per exporter; near 1 means the "
+            "backend is slow or down and data will be dropped.",
+            [
+                prom(
+                    "max by (exporter) (otelcol_exporter_queue_size) / "
+                    "max by (exporter) (otelcol_exporter_queue_capacity)",
+                    "{{exporter}}",
+                )
+            ],
+            "percentunit",
+            budget=0.8,
+            maximum=1,
+        ),
+        timeseries(
+            "Collector memory",
+            "Collector process resident memory, for the monitoring resource budget.",
+            [prom("sum by (instance) (otelcol_process_memory_rss_bytes)", "{{instance}}")],
+            "bytes",
+            w=6,
+        ),
+        timeseries(
+            "Collector CPU",
+            "Collector CPU in cores (CPU seconds per second).",
+            [
+                prom(
+                    "sum by (instance) (rate(otelcol_process_cpu_seconds_total[$__rate_interval]))",
+                    "{{instance}}",
+                )
+            ],
+            "short",
+            w=6,
+        ),
+        row("Backends"),
+        state_timeline(
+            "Scrape targets up",
+            "Prometheus 'up' per scrape job (backends, Collector, exporters): up when the "
+            "last scrape succeeded, down otherwise.",
+            [prom("min by (job) (up)", "{{job}}")],
+            mappings=UP_MAPPINGS,
+            thresholds=[(None, "red"), (1, "green")],
+            w=24,
+        ),
+        row("Engine SDK (in-process)"),
+        timeseries(
+            "SDK spans and logs dropped",
+            "Items the OpenTelemetry SDK processors dropped (error_type set, e.g. queue_full) "
+            "per worker, from the SDK's own metrics.",
+            [
+                prom(
+                    "sum by (instance, error_type) (rate(otel_sdk_processor_span_processed_total"
+                    f'{{{SVC}, error_type!=""}}[$__rate_interval]))',
+                    "spans {{error_type}} {{instance}}",
+                ),
+                prom(
+                    "sum by (instance, error_type) (rate(otel_sdk_processor_log_processed_total"
+                    f'{{{SVC}, error_type!=""}}[$__rate_interval]))',
+                    "logs {{error_type}} {{instance}}",
+                ),
+            ],
+            "short",
+        ),
+        timeseries(
+            "SDK processor queue size",
+            "Spans and log records waiting in the SDK batch processors per worker.",
+            [
+                prom(
+                    f"sum by (instance) (otel_sdk_processor_span_queue_size{{{SVC}}})",
+                    "spans {{instance}}",
+                ),
+                prom(
+                    f"sum by (instance) (otel_sdk_processor_log_queue_size{{{SVC}}})",
+                    "logs {{instance}}",
+                ),
+            ],
+            "short",
+        ),
+        timeseries(
+            "SDK exports by outcome",
+            "Spans, log records and metric points the SDK exporters sent, by error_type "
+            "(empty = success).",
+            [
+                prom(
+                    f"sum by (error_type) (rate(otel_sdk_exporter_span_exported_total{{{SVC}}}"
+                    "[$__rate_interval]))",
+                    "spans {{error_type}}",
+                ),
+                prom(
+                    f"sum by (error_type) (rate(otel_sdk_exporter_log_exported_total{{{SVC}}}"
+                    "[$__rate_interval]))",
+                    "logs {{error_type}}",
+                ),
+                prom(
+                    "sum by (error_type) (rate("
+                    f"otel_sdk_exporter_metric_data_point_exported_total{{{SVC}}}"
+                    "[$__rate_interval]))",
+                    "points {{error_type}}",
+                ),
+            ],
+            "short",
+        ),
+        timeseries(
+            "voiceobs dropped telemetry and failed exports",
+            "Telemetry voiceobs dropped before the SDK saw it, by signal and reason, and "
+            "export batches that failed after retries.",
+            [
+                prom(
+                    f"sum by (signal, reason) (rate(voiceobs_telemetry_dropped_total{{{SVC}}}"
+                    "[$__rate_interval]))",
+                    "dropped {{signal}} {{reason}}",
+                ),
+                prom(
+                    "sum by (signal) (rate(voiceobs_telemetry_export_failures_total"
+                    f"{{{SVC}}}[$__rate_interval]))",
+                    "failed batches {{signal}}",
+                ),
+            ],
+            "short",
+        ),
+        row("Monitoring stack containers (cAdvisor, Docker stack only)"),
+        timeseries(
+            "Container CPU",
+            "CPU cores used per container of the monitoring stack (cAdvisor).",
+            [
+                prom(
+                    'sum by (name) (rate(container_cpu_usage_seconds_total{name!=""}'
+                    "[$__rate_interval]))",
+                    "{{name}}",
+                )
+            ],
+            "short",
+        ),
+        timeseries(
+            "Container memory",
+            "Working-set memory per container of the monitoring stack (cAdvisor).",
+            [
+                prom(
+                    'sum by (name) (container_memory_working_set_bytes{name!=""})',
+                    "{{name}}",
+                )
+            ],
+            "bytes",
+        ),
+    ]
+    return dashboard(
+        "voiceobs-pipeline",
+        "Is the telemetry pipeline itself healthy? Collector in/out, queues, backends up, "
+        "SDK and voiceobs drops.",
+        panels,
+        tags=("platform",),
+    )
+
+
+def _trend(expr_now: str, expr_then: str) -> list[Json]:
+    return [prom(expr_now, "now"), prom(expr_then, "7 days ago")]
+
+
+def executive() -> Json:
+    calls = f"voice_calls_total{{{TP}}}"
+    ok = f'voice_calls_total{{{TP}, status=~"completed|transferred"}}'
+    success = f"sum(increase({ok}[1d])) / sum(increase({calls}[1d]))"
+    p95 = (
+        "histogram_quantile(0.95, sum by (le) "
+        f"(rate(voice_turn_latency_seconds_bucket{{{TP}}}[1h]{{off}})))"
+    )
+    http_err = (
+        "sum(rate(http_server_request_duration_seconds_count"
+        f'{{{SVC}, http_response_status_code=~"5.."}}'
+        "[1d]{off})) / sum(rate(http_server_request_duration_seconds_count"
+        f"{{{SVC}}}[1d]{{off}}))"
+    )
+    spend = f"sum(increase(voice_cost_usd_total{{{TP}}}[1d]{{off}}))"
+
+    def at(expr: str, offset: str) -> str:
+        return expr.replace("{off}", offset)
+
+    panels = [
+        row("Today vs 7 days ago"),
+        stat(
+            "Endpoint uptime (24h)",
+            "Share of successful blackbox probes of the engine's endpoints over the last "
+            "24 hours (avg_over_time(probe_success)); second value is 7 days ago.",
+            _trend(
+                "avg(avg_over_time(probe_success[1d]))",
+                "avg(avg_over_time(probe_success[1d] offset 7d))",
+            ),
+            "percentunit",
+            thresholds=[(None, "red"), (0.99, "yellow"), (0.999, "green")],
+            decimals=2,
+            data_links=[link_to("voiceobs-engine")],
+        ),
+        stat(
+            "Call success rate (24h)",
+            "Share of calls completed or transferred over the last 24 hours, now and 7 days ago.",
+            _trend(success, success.replace("[1d]", "[1d] offset 7d")),
+            "percentunit",
+            thresholds=[(None, "red"), (0.9, "yellow"), (0.97, "green")],
+            decimals=1,
+            data_links=[link_to("voiceobs-overview")],
+        ),
+        stat(
+            "Response time: turn latency P95 (1h)",
+            "P95 of turn latency over the last hour, now and 7 days ago; budget 800 ms.",
+            _trend(at(p95, ""), at(p95, " offset 7d")),
+            "s",
+            thresholds=[(None, "green"), (0.7, "yellow"), (TURN_BUDGET_S, "red")],
+            decimals=2,
+            data_links=[link_to("voiceobs-latency")],
+        ),
+        stat(
+            "API error rate (24h)",
+            "Share of engine HTTP requests answered 5xx over the last 24 hours, now and "
+            "7 days ago.",
+            _trend(at(http_err, ""), at(http_err, " offset 7d")),
+            "percentunit",
+            thresholds=[(None, "green"), (0.01, "yellow"), (0.05, "red")],
+            decimals=2,
+            data_links=[link_to("voiceobs-engine")],
+        ),
+        stat(
+            "AI cost (24h)",
+            "AI spend (STT + LLM + TTS) over the last 24 hours, now and 7 days ago.",
+            _trend(at(spend, ""), at(spend, " offset 7d")),
+            "currencyUSD",
+            decimals=2,
+            data_links=[link_to("voiceobs-cost")],
+        ),
+        stat(
+            "Calls (24h)",
+            "Calls ended over the last 24 hours, now and 7 days ago.",
+            _trend(f"sum(increase({calls}[1d]))", f"sum(increase({calls}[1d] offset 7d))"),
+            "short",
+            decimals=0,
+        ),
+        stat(
+            "Cost change vs last week",
+            "Relative change of the 24-hour AI spend against the same 24 hours a week ago.",
+            [prom(f"{at(spend, '')} / {at(spend, ' offset 7d')} - 1", "change")],
+            "percentunit",
+            thresholds=[(None, "green"), (0.1, "yellow"), (0.3, "red")],
+            decimals=1,
+            sparkline=True,
+        ),
+        stat(
+            "Latency change vs last week",
+            "Relative change of the 1-hour P95 turn latency against a week ago.",
+            [prom(f"{at(p95, '')} / {at(p95, ' offset 7d')} - 1", "change")],
+            "percentunit",
+            thresholds=[(None, "green"), (0.1, "yellow"), (0.25, "red")],
+            decimals=1,
+        ),
+        row("Trends"),
+        timeseries(
+            "Daily call success rate",
+            "Share of calls completed or transferred over each trailing 24 hours.",
+            [prom(success, "success rate")],
+            "percentunit",
+            minimum=None,
+            maximum=1,
+            interval="1h",
+        ),
+        timeseries(
+            "Daily AI cost by tenant",
+            "AI spend per tenant per day.",
+            [prom(f"sum by (tenant) (increase(voice_cost_usd_total{{{TP}}}[1d]))", "{{tenant}}")],
+            "currencyUSD",
+            interval="1h",
+            stack=True,
+        ),
+    ]
+    return dashboard(
+        "voiceobs-executive",
+        "Executive KPIs: uptime, response time, error rate and AI cost, with week-over-week "
+        "comparison.",
+        panels,
+        tags=("business",),
+        time_from="now-7d",
+    )
+
+
+FOLDERS: dict[str, tuple[str, ...]] = {
+    "voice": (
+        "voiceobs-overview",
+        "voiceobs-latency",
+        "voiceobs-call-explorer",
+        "voiceobs-audio",
+        "voiceobs-providers",
+    ),
+    "platform": ("voiceobs-engine", "voiceobs-pipeline"),
+    "business": ("voiceobs-cost", "voiceobs-executive"),
+}
+
+BUILDERS = {
+    "voiceobs-overview": overview,
+    "voiceobs-latency": latency,
+    "voiceobs-call-explorer": call_explorer,
+    "voiceobs-cost": cost,
+    "voiceobs-audio": audio,
+    "voiceobs-providers": providers,
+    "voiceobs-engine": engine,
+    "voiceobs-pipeline": pipeline,
+    "voiceobs-executive": executive,
+}
+
+
+def render() -> dict[Path, str]:
+    """Every dashboard file (path relative to grafana/dashboards) and its JSON text."""
+    files: dict[Path, str] = {}
+    for folder, uids in FOLDERS.items():
+        for uid in uids:
+            text_ = json.dumps(BUILDERS[uid](), indent=2, ensure_ascii=False) + "\n"
+            files[Path(folder) / f"{uid.removeprefix('voiceobs-')}.json"] = text_
+    return files
+
+
+def main() -> int:
+    for rel, content in render().items():
+        path = OUT / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+        print(f"wrote {path.relative_to(HERE.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
