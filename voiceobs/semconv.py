@@ -145,7 +145,7 @@ _USAGE_LABELS = (L_TENANT, L_PIPELINE, L_PROVIDER, L_MODEL)
 
 CALLS = MetricSpec(
     "voice.calls", "voice_calls_total", "counter", "{call}",
-    (L_TENANT, L_PIPELINE, L_STATUS, L_FAILURE_REASON), "Calls ended, by status and failure reason.",
+    (L_TENANT, L_PIPELINE, L_STATUS, L_FAILURE_REASON), "Calls ended, by status and failure.",
 )  # fmt: skip
 CALLS_ACTIVE = MetricSpec(
     "voice.calls.active", "voice_calls_active", "updowncounter", "{call}",

@@ -1,0 +1,80 @@
+"""The ``voiceobs`` command: ``voiceobs demo`` and ``voiceobs version``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from voiceobs.settings import SettingsError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voiceobs", description="voice AI observability")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run the demo engine and call simulator (bounded)")
+    demo.add_argument(
+        "--calls", type=int, default=60, help="calls to simulate at most (default 60)"
+    )
+    demo.add_argument(
+        "--duration", type=float, default=90.0, help="seconds to run at most (default 90)"
+    )
+    demo.add_argument("--rate", type=float, default=1.0, help="new calls per second (default 1)")
+    demo.add_argument("--concurrency", type=int, default=8, help="calls at once (default 8)")
+    demo.add_argument("--turns", default="2-7", help="turns per call, MIN-MAX (default 2-7)")
+    demo.add_argument("--seed", type=int, default=1, help="random seed, for reproducible runs")
+    demo.add_argument(
+        "--speed", type=float, default=1.0, help="time compression (default 1 = real time)"
+    )
+    demo.add_argument("--slow", action="store_true", help="slow LLMs down: turn P95 above 800 ms")
+    demo.add_argument(
+        "--port", type=int, default=8080, help="engine port on 127.0.0.1 (default 8080)"
+    )
+    demo.add_argument("--prefix", default="demo", help="call id prefix (default demo)")
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def _turns(text: str) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    try:
+        return int(low), int(high or low)
+    except ValueError:
+        raise ValueError(f"--turns: {text!r} is not MIN-MAX, e.g. 2-7") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        from voiceobs import __version__
+
+        print(__version__)
+        return 0
+    from voiceobs.demo.runner import run_demo
+    from voiceobs.demo.simulator import SimOptions
+
+    try:
+        turns_min, turns_max = _turns(args.turns)
+        if not 0 < args.speed <= 1000:
+            raise ValueError("--speed: must be between 0 and 1000")
+        if not 1024 <= args.port <= 65535:
+            raise ValueError("--port: must be between 1024 and 65535")
+        options = SimOptions(
+            calls=args.calls,
+            duration_s=args.duration,
+            rate=args.rate,
+            concurrency=args.concurrency,
+            turns_min=turns_min,
+            turns_max=turns_max,
+            seed=args.seed,
+            call_prefix=args.prefix,
+        )
+        run_demo(options, port=args.port, speed=args.speed, slowdown=2.5 if args.slow else 1.0)
+    except (ValueError, SettingsError) as exc:
+        print(f"voiceobs: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The demo: an instrumented voice engine and a call simulator that drives it."""

@@ -1,0 +1,117 @@
+"""The hand-off between the engine's thread and telemetry materialisation.
+
+The voice API only notes timestamps and ids on the engine's thread, then hands finished
+calls, turns and stages to a :class:`Recorder`: a bounded queue drained by one daemon
+thread that creates the spans and metric points. A full queue drops (and counts) rather
+than blocking; an error while materialising is logged once per kind and counted, never
+raised into the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+_log = logging.getLogger(__name__)
+
+Task = tuple[Callable[[Any], None], Any]
+DropCallback = Callable[[str, int], None]
+
+
+class Recorder:
+    """A bounded work queue with one background worker."""
+
+    def __init__(
+        self,
+        capacity: int,
+        on_drop: DropCallback,
+        *,
+        interval_s: float = 0.1,
+        periodic: Callable[[], None] | None = None,
+        period_s: float = 1.0,
+        name: str = "voiceobs-recorder",
+    ) -> None:
+        self._queue: deque[Task] = deque()
+        self._capacity = capacity
+        self._on_drop = on_drop
+        self._interval = interval_s
+        self._periodic = periodic
+        self._period = period_s
+        self._next_period = time.monotonic() + period_s
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._stopped = False
+        self._dropped = 0  # written by submitting threads only
+        self._reported = 0  # written by the worker only
+        self._failed_kinds: set[str] = set()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[Any], None], arg: Any) -> None:
+        """Queue ``fn(arg)`` for the worker; never blocks, never raises."""
+        if self._stopped or len(self._queue) >= self._capacity:
+            self._dropped += 1
+            return
+        self._queue.append((fn, arg))
+
+    def _run(self) -> None:
+        while not self._stopped:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            self._drain()
+            if self._periodic is not None and time.monotonic() >= self._next_period:
+                self._next_period += self._period
+                self._call(self._periodic, None)
+
+    def _drain(self) -> None:
+        self._idle.clear()
+        try:
+            queue = self._queue
+            while queue:
+                fn, arg = queue.popleft()
+                self._call(fn, arg)
+            dropped = self._dropped - self._reported
+            if dropped:
+                self._reported += dropped
+                self._on_drop("queue_full", dropped)
+        finally:
+            self._idle.set()
+
+    def _call(self, fn: Callable[..., None], arg: Any) -> None:
+        try:
+            fn() if arg is None else fn(arg)
+        except Exception:  # telemetry must never take the engine down
+            self._failed(fn)
+
+    def _failed(self, fn: Callable[..., None]) -> None:
+        kind = getattr(fn, "__qualname__", repr(fn))
+        self._on_drop("materialise_error", 1)
+        if kind not in self._failed_kinds:
+            self._failed_kinds.add(kind)
+            _log.exception("voiceobs could not record telemetry in %s (logged once)", kind)
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until everything queued so far is materialised; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while self._queue or not self._idle.is_set():
+            self._wake.set()
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def shutdown(self, timeout_s: float) -> bool:
+        """Drain what is queued (within ``timeout_s``) and stop the worker."""
+        flushed = self.flush(timeout_s)
+        self._stopped = True
+        self._wake.set()
+        self._thread.join(max(0.0, timeout_s))
+        return flushed
+
+    def __len__(self) -> int:
+        return len(self._queue)

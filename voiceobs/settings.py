@@ -1,0 +1,128 @@
+"""voiceobs settings, read from ``VOICEOBS_*`` environment variables.
+
+Only voiceobs' own knobs live here. Where telemetry goes (endpoint, protocol, headers, TLS),
+the service name, resource attributes and sampling stay the standard ``OTEL_*`` variables,
+read by the OpenTelemetry SDK itself.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "VOICEOBS_"
+
+CsvList = Annotated[tuple[str, ...], NoDecode]
+"""A list given as comma-separated text in the environment (``a,b,c``)."""
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class SettingsError(ValueError):
+    """Invalid voiceobs settings; the message names each variable and what it allows."""
+
+
+class VoiceobsSettings(BaseSettings):
+    """Everything voiceobs lets you tune, each field read from ``VOICEOBS_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    enabled: bool = True
+    """Master switch; when off, the voice API records nothing and costs next to nothing."""
+    traces_enabled: bool = True
+    metrics_enabled: bool = True
+    logs_enabled: bool = True
+    service_version: str = "0.0.0"
+    """Reported as ``service.version`` unless OTEL_RESOURCE_ATTRIBUTES sets it."""
+    environment: str = "development"
+    """Reported as ``deployment.environment.name``."""
+
+    metric_export_interval_ms: int = Field(default=5000, ge=200, le=60000)
+    """How often metrics are pushed; short enough for live dashboards."""
+    shutdown_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    """Upper bound for flushing and closing all three signals at shutdown."""
+    export_timeout_s: float = Field(default=3.0, gt=0, le=60)
+    """Per-export timeout used when OTEL_EXPORTER_OTLP_TIMEOUT is not set."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Lowest Python log level bridged to OTLP logs."""
+    queue_size: int = Field(default=20000, ge=100, le=1_000_000)
+    """Voice events waiting to become spans and metric points; beyond it they are counted
+    as dropped, never blocking the engine."""
+
+    tenants: CsvList = ()
+    """Allowed ``tenant`` label values; empty means the first ``label_limit`` seen."""
+    pipelines: CsvList = ()
+    providers: CsvList = ()
+    models: CsvList = ()
+    label_limit: int = Field(default=50, ge=1, le=10000)
+    """Distinct values a label takes without an allow-list before new ones become ``other``."""
+
+    rate_card_path: Path | None = None
+    """YAML or JSON rate card used to turn usage into cost (see docs/cost.md)."""
+
+    redact_phone_numbers: bool = True
+    redact_emails: bool = True
+    redact_card_numbers: bool = True
+    redact_patterns: CsvList = ()
+    """Extra regular expressions whose matches are redacted from spans and logs."""
+    export_transcripts: bool = False
+    """Attach (redacted) transcripts and LLM responses to spans. Off by default."""
+    max_text_length: int = Field(default=512, ge=16, le=8192)
+    """Longest text attribute voiceobs writes; longer ones are cut."""
+
+    prometheus_route: bool = False
+    """Mount ``/metrics`` on the app for Prometheus to scrape (same metric names)."""
+    excluded_urls: CsvList = ("/healthz", "/readyz", "/metrics")
+    """Routes the HTTP instrumentation ignores."""
+
+    _split = field_validator(
+        "tenants",
+        "pipelines",
+        "providers",
+        "models",
+        "redact_patterns",
+        "excluded_urls",
+        mode="before",
+    )(_split_csv)
+
+    @field_validator("redact_patterns")
+    @classmethod
+    def _patterns_compile(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from exc
+        return value
+
+    @field_validator("rate_card_path")
+    @classmethod
+    def _rate_card_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no file at {value}; give the path of a YAML or JSON rate card")
+        return value
+
+    @classmethod
+    def load(cls, **overrides: object) -> VoiceobsSettings:
+        """Read the environment, raising :class:`SettingsError` that names every bad variable."""
+        try:
+            return cls(**overrides)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = ["invalid voiceobs settings:"]
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        variable = f"{ENV_PREFIX}{field.upper()}"
+        lines.append(f"  {variable}: {error['msg']} (got {error.get('input')!r})")
+    return "\n".join(lines)

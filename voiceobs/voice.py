@@ -1,0 +1,458 @@
+"""The voice API: a call, its turns, and the STT / LLM / TTS / tool stages of each turn.
+
+Every scope is started when created and can be used three ways: as a ``with`` block, as an
+``async with`` block, or as an explicit object ended with ``end()``. Every method that marks
+a moment takes an optional ``at`` (Unix time in seconds, float) for engines that replay events
+from an audio clock or an event bus; without it the clock is read.
+
+On the engine's thread these objects only note timestamps and ids. Spans, metric points and
+exemplars are made from them by a background worker (see :mod:`voiceobs.recorder`), so a turn
+costs the engine microseconds. Span ids are chosen up front, so logs written inside a scope
+already carry the trace id and span id that the span will have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Literal, Self
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import NonRecordingSpan, SpanContext
+
+if TYPE_CHECKING:
+    from voiceobs.emitter import Emitter
+
+StageKind = Literal["stt", "llm", "tts", "tool"]
+Clock = Callable[[], int]
+
+_CALL_ID_KEY = otel_context.create_key("voice.call.id")
+
+
+def current_call_id(ctx: Context | None = None) -> str | None:
+    """The call id of the voice scope active in ``ctx`` (default: the current context)."""
+    value = otel_context.get_value(_CALL_ID_KEY, ctx)
+    return value if isinstance(value, str) else None
+
+
+def _new_span_id() -> int:
+    return random.getrandbits(64) or 1
+
+
+class _Scope:
+    """What calls, turns and stages share: an id, a start, an end, an OTel context."""
+
+    __slots__ = ("_ctx", "_token", "end_ns", "span_id", "start_ns")
+
+    start_ns: int
+    end_ns: int | None
+    span_id: int
+    _ctx: Context | None
+    _token: object | None
+
+    def _clock(self) -> Clock:
+        raise NotImplementedError
+
+    def _ns(self, at: float | None) -> int:
+        return self._clock()() if at is None else int(at * 1e9)
+
+    def _trace_ids(self) -> tuple[int, int]:
+        """(trace id, trace flags) of the call this scope belongs to."""
+        raise NotImplementedError
+
+    def _call_id(self) -> str:
+        raise NotImplementedError
+
+    def context(self) -> Context:
+        """An OpenTelemetry context whose current span is this scope's span."""
+        if self._ctx is None:
+            trace_id, flags = self._trace_ids()
+            span = NonRecordingSpan(
+                SpanContext(trace_id, self.span_id, False, trace.TraceFlags(flags))
+            )
+            base = otel_context.set_value(_CALL_ID_KEY, self._call_id())
+            self._ctx = trace.set_span_in_context(span, base)
+        return self._ctx
+
+    def end(self, at: float | None = None) -> None:
+        raise NotImplementedError
+
+    def _fail(self, exc: BaseException) -> None:
+        """Record that the ``with`` block raised."""
+
+    def __enter__(self) -> Self:
+        self._token = otel_context.attach(self.context())
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._token is not None:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
+            self._token = None
+        if exc is not None:
+            self._fail(exc)
+        if self.end_ns is None:
+            self.end()
+
+    async def __aenter__(self) -> Self:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+class Stage(_Scope):
+    """One provider step of a turn: speech-to-text, the LLM, text-to-speech, or a tool."""
+
+    __slots__ = (
+        "audio_seconds",
+        "characters",
+        "error_type",
+        "first_chunk_ns",
+        "input_tokens",
+        "kind",
+        "model",
+        "output_tokens",
+        "provider",
+        "text",
+        "turn",
+    )
+
+    def __init__(self, turn: Turn, kind: StageKind, provider: str, model: str, start_ns: int):
+        self.turn = turn
+        self.kind = kind
+        self.provider = provider
+        self.model = model
+        self.start_ns = start_ns
+        self.end_ns = None
+        self.span_id = _new_span_id()
+        self.first_chunk_ns: int | None = None
+        self.error_type: str | None = None
+        self.audio_seconds = 0.0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.characters = 0
+        self.text: str | None = None
+        self._ctx = None
+        self._token = None
+
+    def _clock(self) -> Clock:
+        return self.turn.call.clock
+
+    def _trace_ids(self) -> tuple[int, int]:
+        return self.turn.call.trace_id, self.turn.call.trace_flags
+
+    def _call_id(self) -> str:
+        return self.turn.call.call_id
+
+    def first_chunk(self, at: float | None = None) -> None:
+        """The first useful output: STT final transcript, LLM token, TTS audio byte."""
+        if self.first_chunk_ns is None:
+            self.first_chunk_ns = self._ns(at)
+
+    final = first_chunk
+    """STT: the final transcript arrived (its time after speech end is STT finalisation)."""
+    first_token = first_chunk
+    """LLM: the first token arrived (time to first token)."""
+    first_byte = first_chunk
+    """TTS: the first audio byte arrived (time to first byte)."""
+
+    def usage(
+        self,
+        *,
+        audio_seconds: float = 0.0,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        characters: int = 0,
+    ) -> None:
+        """Add provider usage; it becomes usage counters and, with a rate card, cost."""
+        self.audio_seconds += audio_seconds
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+        self.characters += characters
+
+    def transcript(self, text: str) -> None:
+        """The stage's text (STT transcript, LLM response); exported only when switched on."""
+        self.text = text
+
+    def fail(self, error_type: str = "error") -> None:
+        """Mark the provider request failed: ``error``, ``timeout``, ``rate_limited``…"""
+        self.error_type = error_type
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.error_type is None:
+            self.error_type = "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
+
+    def end(self, at: float | None = None) -> None:
+        if self.end_ns is not None:
+            return
+        self.end_ns = self._ns(at)
+        if self.turn.end_ns is not None:  # the turn went out already: send this on its own
+            self.turn.call.emitter.submit_stage(self)
+
+
+class Turn(_Scope):
+    """One exchange: the user speaks, the agent answers.
+
+    Turn latency runs from :meth:`user_speech_ended` to :meth:`agent_audio_started`.
+    """
+
+    __slots__ = (
+        "agent_audio_ns",
+        "call",
+        "eou_model",
+        "eou_ns",
+        "eou_provider",
+        "interrupted_ns",
+        "number",
+        "speech_end_ns",
+        "stages",
+    )
+
+    def __init__(self, call: Call, number: int, start_ns: int) -> None:
+        self.call = call
+        self.number = number
+        self.start_ns = start_ns
+        self.end_ns = None
+        self.span_id = _new_span_id()
+        self.speech_end_ns: int | None = None
+        self.eou_ns: int | None = None
+        self.eou_provider = "vad"
+        self.eou_model = "default"
+        self.agent_audio_ns: int | None = None
+        self.interrupted_ns: int | None = None
+        self.stages: list[Stage] = []
+        self._ctx = None
+        self._token = None
+
+    def _clock(self) -> Clock:
+        return self.call.clock
+
+    def _trace_ids(self) -> tuple[int, int]:
+        return self.call.trace_id, self.call.trace_flags
+
+    def _call_id(self) -> str:
+        return self.call.call_id
+
+    def user_speech_ended(self, at: float | None = None) -> None:
+        """The VAD / turn detector saw the user stop speaking: turn latency starts here."""
+        self.speech_end_ns = self._ns(at)
+
+    def eou_detected(
+        self, at: float | None = None, *, provider: str = "vad", model: str = "default"
+    ) -> None:
+        """The end-of-utterance decision was made (its delay after speech end is EOU delay)."""
+        self.eou_ns = self._ns(at)
+        self.eou_provider = provider
+        self.eou_model = model
+
+    def agent_audio_started(self, at: float | None = None) -> None:
+        """The agent's first audio was played out: turn latency ends here."""
+        if self.agent_audio_ns is None:
+            self.agent_audio_ns = self._ns(at)
+
+    def interrupt(self, at: float | None = None) -> None:
+        """The user barged in over the agent."""
+        if self.interrupted_ns is None:
+            self.interrupted_ns = self._ns(at)
+
+    def stage(
+        self, kind: StageKind, provider: str, model: str = "default", at: float | None = None
+    ) -> Stage:
+        """Start a stage of any kind; :meth:`stt`, :meth:`llm`, :meth:`tts`, :meth:`tool` are
+        shorthands."""
+        stage = Stage(self, kind, provider, model, self._ns(at))
+        self.stages.append(stage)
+        return stage
+
+    def stt(self, provider: str, model: str = "default", *, at: float | None = None) -> Stage:
+        return self.stage("stt", provider, model, at)
+
+    def llm(self, provider: str, model: str = "default", *, at: float | None = None) -> Stage:
+        return self.stage("llm", provider, model, at)
+
+    def tts(self, provider: str, model: str = "default", *, at: float | None = None) -> Stage:
+        return self.stage("tts", provider, model, at)
+
+    def tool(self, name: str, *, at: float | None = None) -> Stage:
+        return self.stage("tool", name, "default", at)
+
+    @property
+    def latency(self) -> float | None:
+        """Turn latency in seconds, once both ends are known."""
+        if self.speech_end_ns is None or self.agent_audio_ns is None:
+            return None
+        return (self.agent_audio_ns - self.speech_end_ns) / 1e9
+
+    def end(self, at: float | None = None) -> None:
+        if self.end_ns is not None:
+            return
+        self.end_ns = self._ns(at)
+        self.call.emitter.submit_turn(self)
+
+
+class JitterBuffer:
+    """Jitter-buffer depth samples of one call and direction: the per-audio-frame hot path.
+
+    :meth:`sample` only adds to two numbers; the background worker turns them into one
+    histogram point per second (the mean depth of that second's frames).
+    """
+
+    __slots__ = ("call", "count", "direction", "seen_count", "seen_total", "total")
+
+    def __init__(self, call: Call, direction: str) -> None:
+        self.call = call
+        self.direction = direction
+        self.count = 0
+        self.total = 0.0
+        self.seen_count = 0  # worker-side cursor
+        self.seen_total = 0.0
+
+    def sample(self, depth_s: float) -> None:
+        """The buffer holds ``depth_s`` seconds of audio now (call once per frame)."""
+        self.count += 1
+        self.total += depth_s
+
+
+class Call(_Scope):
+    """One phone or WebRTC call: the root span of its trace."""
+
+    __slots__ = (
+        "buffers",
+        "call_id",
+        "caller",
+        "clock",
+        "cost_usd",
+        "direction",
+        "emitter",
+        "failure_reason",
+        "pipeline",
+        "restarts",
+        "span",
+        "status",
+        "tenant",
+        "trace_flags",
+        "trace_id",
+        "turns",
+    )
+
+    def __init__(
+        self,
+        emitter: Emitter,
+        call_id: str,
+        tenant: str,
+        pipeline: str,
+        caller: str | None,
+        direction: str,
+        start_ns: int,
+        clock: Clock,
+        parent: Context | None,
+    ) -> None:
+        self.emitter = emitter
+        self.call_id = call_id
+        self.tenant = tenant
+        self.pipeline = pipeline
+        self.caller = caller
+        self.direction = direction
+        self.clock = clock
+        self.start_ns = start_ns
+        self.end_ns = None
+        self.status = "completed"
+        self.failure_reason = "none"
+        self.turns: list[Turn] = []
+        self.restarts = 0
+        self.cost_usd = 0.0  # summed by the worker
+        self.buffers: list[JitterBuffer] = []
+        self._ctx = None
+        self._token = None
+        self.span = emitter.start_call_span(self, parent)
+        span_context = self.span.get_span_context()
+        self.trace_id = span_context.trace_id
+        self.span_id = span_context.span_id
+        self.trace_flags = int(span_context.trace_flags)
+
+    def _clock(self) -> Clock:
+        return self.clock
+
+    def _trace_ids(self) -> tuple[int, int]:
+        return self.trace_id, self.trace_flags
+
+    def _call_id(self) -> str:
+        return self.call_id
+
+    @property
+    def trace_id_hex(self) -> str:
+        return f"{self.trace_id:032x}"
+
+    def turn(self, at: float | None = None) -> Turn:
+        """Start the next turn (numbered from 1)."""
+        turn = Turn(self, len(self.turns) + 1, self._ns(at))
+        self.turns.append(turn)
+        return turn
+
+    def stream_restart(
+        self, provider: str, component: str, reason: str, *, at: float | None = None
+    ) -> None:
+        """A streaming connection (STT, TTS…) had to be re-opened."""
+        self.restarts += 1
+        self.emitter.submit_restart((self, provider, component, reason, self._ns(at)))
+
+    def jitter_buffer(self, direction: str = "inbound") -> JitterBuffer:
+        """A sampler for this call's jitter-buffer depth in one direction."""
+        buffer = JitterBuffer(self, direction)
+        self.buffers.append(buffer)
+        self.emitter.watch_buffer(buffer)
+        return buffer
+
+    def fail(self, reason: str, status: str = "failed") -> None:
+        """Set the call's outcome to failed (it is still ended by :meth:`end`)."""
+        self.status = status
+        self.failure_reason = reason
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.status != "completed":
+            return
+        if isinstance(exc, asyncio.CancelledError):
+            self.fail("none", status="abandoned")
+        else:
+            self.fail("internal_error")
+
+    def end(
+        self,
+        at: float | None = None,
+        *,
+        status: str | None = None,
+        failure_reason: str | None = None,
+    ) -> None:
+        """Hang up: open turns end now, then the call's span and metrics go out."""
+        if self.end_ns is not None:
+            return
+        if status is not None:
+            self.status = status
+        if failure_reason is not None:
+            self.failure_reason = failure_reason
+        end_ns = self._ns(at)
+        for turn in self.turns:
+            if turn.end_ns is None:
+                turn.end(end_ns / 1e9)
+        self.end_ns = end_ns
+        self.emitter.submit_call_end(self)
+
+
+def now_ns() -> int:
+    """The default clock: Unix time in nanoseconds."""
+    return time.time_ns()
