@@ -430,7 +430,7 @@ def _var(name: str, label: str, query: str, *, all_value: str = ".*", multi: boo
         "name": name,
         "label": label,
         "datasource": PROM,
-        "query": {"query": query, "refId": f"{name}-values", "qryType": 1},
+        "query": query,
         "definition": query,
         "refresh": 2,
         "multi": multi,
@@ -1161,7 +1161,7 @@ def audio() -> Json:
     panels = [
         row("Streaming restarts"),
         timeseries(
-            "Restarts per call P50 / P95 / max bucket",
+            "Restarts per call P50 / P95 / P99",
             "Percentiles of voice_call_stream_restarts (streaming restarts counted per call, "
             "recorded at call end), by pipeline.",
             [
@@ -1188,6 +1188,7 @@ def audio() -> Json:
             "percentunit",
             thresholds=[(None, "green"), (0.05, "yellow"), (0.2, "red")],
             decimals=1,
+            h=8,
         ),
         stat(
             "Restarts in time range",
@@ -1201,6 +1202,7 @@ def audio() -> Json:
             ],
             "short",
             decimals=0,
+            h=8,
         ),
         timeseries(
             "Restarts by provider and reason",
@@ -1382,6 +1384,7 @@ def providers() -> Json:
             "short",
             thresholds=[(None, "green"), (1, "red")],
             w=8,
+            h=8,
         ),
         row("Latency by provider"),
         timeseries(

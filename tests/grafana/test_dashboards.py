@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -546,6 +548,18 @@ def test_substituted_queries_are_complete_and_balanced() -> None:
             assert re.match(
                 r'\s*(sum by \(\w+\) \(count_over_time\()?\{service_name=~"\.\+"', q.expr
             )
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+def test_substituted_prometheus_queries_parse_with_promtool(tmp_path: Path) -> None:
+    exprs = [q.expr for q in iter_panel_queries() if q.datasource_type == "prometheus"]
+    rules = [{"record": f"dashboard:query_{i}", "expr": e} for i, e in enumerate(exprs)]
+    path = tmp_path / "dashboard-queries.rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    result = subprocess.run(
+        ["promtool", "check", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_substitution_takes_caller_values() -> None:
