@@ -128,7 +128,7 @@ class EventAdapter:
 
     def _apply(self, event: object) -> None:
         fields = _validate(event)
-        kind, call_id, at = fields["type"], fields["call_id"], fields.get("ts")
+        kind, call_id, at = fields["type"], fields.get("call_id", ""), fields.get("ts")
         if kind == "call.started":
             if call_id in self._calls:
                 raise _Rejected("duplicate_call", f"call {call_id!r} already started")

@@ -20,7 +20,7 @@ from voiceobs.cost import RateCard
 from voiceobs.instruments import Instruments
 from voiceobs.labels import LabelGuard, fixed
 from voiceobs.recorder import Recorder
-from voiceobs.redaction import truncate
+from voiceobs.redaction import Redactor, truncate
 from voiceobs.voice import Call, JitterBuffer, Stage, Turn
 
 _OPERATION = {
@@ -91,6 +91,7 @@ class Emitter:
         instruments: Instruments,
         labels: Labels,
         rate_card: RateCard,
+        redactor: Redactor,
         *,
         queue_size: int,
         export_text: bool,
@@ -102,6 +103,7 @@ class Emitter:
         self._m = instruments
         self._labels = labels
         self._rate_card = rate_card
+        self._redactor = redactor
         self._export_text = export_text
         self._max_text = max_text_length
         self._buffers: list[JitterBuffer] = []
@@ -233,9 +235,8 @@ class Emitter:
                 sc.L_MODEL: self._labels.model(turn.eou_model),
             }
             self._m.eou_delay.record(eou, breakdown, context=ctx)
-        for stage in turn.stages:
-            if stage.end_ns is not None:
-                self._stage(stage)
+        for stage in turn.stages_done:
+            self._stage(stage)
 
     def _stage(self, stage: Stage) -> None:
         turn, call = stage.turn, stage.turn.call
@@ -260,7 +261,7 @@ class Emitter:
             attributes[sc.TTS_CHARACTERS] = stage.characters
         if self._export_text and stage.text:
             key = sc.STT_TRANSCRIPT if stage.kind == "stt" else sc.LLM_RESPONSE_TEXT
-            attributes[key] = truncate(stage.text, self._max_text)
+            attributes[key] = truncate(self._redactor.text(stage.text), self._max_text)
         cost = self._stage_cost(stage, call)
         if cost:
             attributes[sc.COST_USD] = cost

@@ -55,12 +55,13 @@ class Redactor:
         patterns: Iterable[str] = (),
     ) -> None:
         rules: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = []
+        if phone_numbers:  # before e-mail: a SIP URI looks like an address
+            rules.append((_SIP_USER, lambda m: "[REDACTED:phone]"))
         if emails:
             rules.append((_EMAIL, lambda m: "[REDACTED:email]"))
         if card_numbers:
             rules.append((_CARD, self._card))
         if phone_numbers:
-            rules.append((_SIP_USER, lambda m: "[REDACTED:phone]"))
             rules.append((_PHONE, self._phone))
         rules.extend((re.compile(p), lambda m: "[REDACTED]") for p in patterns)
         self._rules = rules

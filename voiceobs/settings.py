@@ -7,6 +7,7 @@ read by the OpenTelemetry SDK itself.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -112,7 +113,15 @@ class VoiceobsSettings(BaseSettings):
 
     @classmethod
     def load(cls, **overrides: object) -> VoiceobsSettings:
-        """Read the environment, raising :class:`SettingsError` that names every bad variable."""
+        """Read the environment, raising :class:`SettingsError` that names every bad variable
+        (unknown ``VOICEOBS_*`` names too, so a typo does not pass silently)."""
+        known = {f"{ENV_PREFIX}{name.upper()}" for name in cls.model_fields}
+        unknown = sorted(n for n in os.environ if n.startswith(ENV_PREFIX) and n not in known)
+        if unknown:
+            raise SettingsError(
+                f"unknown voiceobs setting(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
         try:
             return cls(**overrides)  # type: ignore[arg-type]
         except ValidationError as exc:

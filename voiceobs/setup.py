@@ -402,6 +402,7 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
         instruments,
         labels,
         rate_card,
+        redactor,
         queue_size=settings.queue_size,
         export_text=settings.export_transcripts,
         max_text_length=settings.max_text_length,

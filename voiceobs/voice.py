@@ -221,6 +221,7 @@ class Turn(_Scope):
         "number",
         "speech_end_ns",
         "stages",
+        "stages_done",
     )
 
     def __init__(self, call: Call, number: int, start_ns: int) -> None:
@@ -236,6 +237,7 @@ class Turn(_Scope):
         self.agent_audio_ns: int | None = None
         self.interrupted_ns: int | None = None
         self.stages: list[Stage] = []
+        self.stages_done: list[Stage] = []  # ended by the time the turn ended: sent with it
         self._ctx = None
         self._token = None
 
@@ -302,6 +304,7 @@ class Turn(_Scope):
         if self.end_ns is not None:
             return
         self.end_ns = self._ns(at)
+        self.stages_done = [stage for stage in self.stages if stage.end_ns is not None]
         self.call.emitter.submit_turn(self)
 
 
