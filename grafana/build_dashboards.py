@@ -1608,7 +1608,9 @@ def engine() -> Json:
 
 
 def _otelcol(kind: str, signal: str) -> str:
-    return f"otelcol_{kind}_{signal}_total"
+    """A Collector self-metric name. The Collector (v0.155 measured) exposes them without
+    unit or _total suffixes: otelcol_receiver_accepted_spans, otelcol_process_memory_rss."""
+    return f"otelcol_{kind}_{signal}"
 
 
 SIGNALS = (("spans", "spans"), ("metric_points", "metric points"), ("log_records", "log records"))
@@ -1619,20 +1621,16 @@ def pipeline() -> Json:
     for signal, name in SIGNALS:
         panels.append(
             timeseries(
-                f"Collector {name} accepted / refused",
-                f"{name.capitalize()} per second the Collector's receivers accepted and "
-                "refused (refused means back-pressure: memory_limiter or a full queue).",
+                f"Collector {name} accepted / refused / failed",
+                f"{name.capitalize()} per second the Collector's receivers accepted, refused "
+                "(back-pressure: memory_limiter or a full pipeline) and failed (errors).",
                 [
                     prom(
-                        f"sum by (receiver) (rate({_otelcol('receiver_accepted', signal)}"
+                        f"sum by (receiver) (rate({_otelcol(f'receiver_{outcome}', signal)}"
                         "[$__rate_interval]))",
-                        "accepted {{receiver}}",
-                    ),
-                    prom(
-                        f"sum by (receiver) (rate({_otelcol('receiver_refused', signal)}"
-                        "[$__rate_interval]))",
-                        "refused {{receiver}}",
-                    ),
+                        f"{outcome} {{{{receiver}}}}",
+                    )
+                    for outcome in ("accepted", "refused", "failed")
                 ],
                 "short",
                 w=8,
@@ -1643,8 +1641,8 @@ def pipeline() -> Json:
         panels.append(
             timeseries(
                 f"Collector {name} sent / failed by exporter",
-                f"{name.capitalize()} per second each exporter delivered and failed to send "
-                "(after retries).",
+                f"{name.capitalize()} per second each exporter delivered, failed to send "
+                "(after retries) and dropped because its sending queue was full.",
                 [
                     prom(
                         f"sum by (exporter) (rate({_otelcol('exporter_sent', signal)}"
@@ -1655,6 +1653,11 @@ def pipeline() -> Json:
                         f"sum by (exporter) (rate({_otelcol('exporter_send_failed', signal)}"
                         "[$__rate_interval]))",
                         "failed {{exporter}}",
+                    ),
+                    prom(
+                        f"sum by (exporter) (rate({_otelcol('exporter_enqueue_failed', signal)}"
+                        "[$__rate_interval]))",
+                        "dropped, queue full {{exporter}}",
                     ),
                 ],
                 "short",
@@ -1680,7 +1683,7 @@ def pipeline() -> Json:
         timeseries(
             "Collector memory",
             "Collector process resident memory, for the monitoring resource budget.",
-            [prom("sum by (instance) (otelcol_process_memory_rss_bytes)", "{{instance}}")],
+            [prom("sum by (instance) (otelcol_process_memory_rss)", "{{instance}}")],
             "bytes",
             w=6,
         ),
@@ -1689,7 +1692,7 @@ def pipeline() -> Json:
             "Collector CPU in cores (CPU seconds per second).",
             [
                 prom(
-                    "sum by (instance) (rate(otelcol_process_cpu_seconds_total[$__rate_interval]))",
+                    "sum by (instance) (rate(otelcol_process_cpu_seconds[$__rate_interval]))",
                     "{{instance}}",
                 )
             ],
