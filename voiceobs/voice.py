@@ -47,25 +47,21 @@ def _new_span_id() -> int:
 class _Scope:
     """What calls, turns and stages share: an id, a start, an end, an OTel context."""
 
-    __slots__ = ("_ctx", "_token", "end_ns", "span_id", "start_ns")
+    __slots__ = ("_ctx", "_live", "_now", "_token", "end_ns", "span_id", "start_ns")
 
     start_ns: int
     end_ns: int | None
     span_id: int
     _ctx: Context | None
     _token: object | None
-
-    def _clock(self) -> Clock:
-        raise NotImplementedError
+    _now: Clock
+    _live: bool  # False when voiceobs is disabled: no context is attached
 
     def _ns(self, at: float | None) -> int:
-        return self._clock()() if at is None else int(at * 1e9)
+        return self._now() if at is None else int(at * 1e9)
 
     def _trace_ids(self) -> tuple[int, int]:
         """(trace id, trace flags) of the call this scope belongs to."""
-        raise NotImplementedError
-
-    def _call_id(self) -> str:
         raise NotImplementedError
 
     def context(self) -> Context:
@@ -75,9 +71,12 @@ class _Scope:
             span = NonRecordingSpan(
                 SpanContext(trace_id, self.span_id, False, trace.TraceFlags(flags))
             )
-            base = otel_context.set_value(_CALL_ID_KEY, self._call_id())
-            self._ctx = trace.set_span_in_context(span, base)
+            self._ctx = trace.set_span_in_context(span, self._base_context())
         return self._ctx
+
+    def _base_context(self) -> Context:
+        """The empty context plus this call's id, shared by the call's scopes."""
+        raise NotImplementedError
 
     def end(self, at: float | None = None) -> None:
         raise NotImplementedError
@@ -86,7 +85,8 @@ class _Scope:
         """Record that the ``with`` block raised."""
 
     def __enter__(self) -> Self:
-        self._token = otel_context.attach(self.context())
+        if self._live:
+            self._token = otel_context.attach(self.context())
         return self
 
     def __exit__(
@@ -149,15 +149,14 @@ class Stage(_Scope):
         self.text: str | None = None
         self._ctx = None
         self._token = None
-
-    def _clock(self) -> Clock:
-        return self.turn.call.clock
+        self._now = turn._now
+        self._live = turn._live
 
     def _trace_ids(self) -> tuple[int, int]:
         return self.turn.call.trace_id, self.turn.call.trace_flags
 
-    def _call_id(self) -> str:
-        return self.turn.call.call_id
+    def _base_context(self) -> Context:
+        return self.turn.call._base_context()
 
     def first_chunk(self, at: float | None = None) -> None:
         """The first useful output: STT final transcript, LLM token, TTS audio byte."""
@@ -240,15 +239,14 @@ class Turn(_Scope):
         self.stages_done: list[Stage] = []  # ended by the time the turn ended: sent with it
         self._ctx = None
         self._token = None
-
-    def _clock(self) -> Clock:
-        return self.call.clock
+        self._now = call._now
+        self._live = call._live
 
     def _trace_ids(self) -> tuple[int, int]:
         return self.call.trace_id, self.call.trace_flags
 
-    def _call_id(self) -> str:
-        return self.call.call_id
+    def _base_context(self) -> Context:
+        return self.call._base_context()
 
     def user_speech_ended(self, at: float | None = None) -> None:
         """The VAD / turn detector saw the user stop speaking: turn latency starts here."""
@@ -335,10 +333,10 @@ class Call(_Scope):
     """One phone or WebRTC call: the root span of its trace."""
 
     __slots__ = (
+        "_base",
         "buffers",
         "call_id",
         "caller",
-        "clock",
         "cost_usd",
         "direction",
         "emitter",
@@ -371,7 +369,9 @@ class Call(_Scope):
         self.pipeline = pipeline
         self.caller = caller
         self.direction = direction
-        self.clock = clock
+        self._now = clock
+        self._live = emitter.enabled
+        self._base: Context | None = None
         self.start_ns = start_ns
         self.end_ns = None
         self.status = "completed"
@@ -388,14 +388,13 @@ class Call(_Scope):
         self.span_id = span_context.span_id
         self.trace_flags = int(span_context.trace_flags)
 
-    def _clock(self) -> Clock:
-        return self.clock
-
     def _trace_ids(self) -> tuple[int, int]:
         return self.trace_id, self.trace_flags
 
-    def _call_id(self) -> str:
-        return self.call_id
+    def _base_context(self) -> Context:
+        if self._base is None:
+            self._base = otel_context.set_value(_CALL_ID_KEY, self.call_id, Context())
+        return self._base
 
     @property
     def trace_id_hex(self) -> str:

@@ -1,0 +1,158 @@
+"""Hot-path benchmark: voiceobs against the straightforward OpenTelemetry SDK code.
+
+Prints the cost per turn and per jitter-buffer sample on the engine's thread, each as a ratio
+to a baseline measured in the same run (same machine, same SDK), and the disabled mode's cost.
+Goals: a turn ≤ 50 µs, a frame sample ≤ 1 µs, disabled mode near zero.
+
+Run with ``make bench``. Exporters discard what they get, in background threads as in
+production, so only the engine-thread cost is compared.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from voiceobs import Exporters, VoiceobsSettings, setup_instrumentation
+from voiceobs.semconv import STAGE_LATENCY_BUCKETS, TURN_LATENCY_BUCKETS
+
+
+class Discard(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+def per_op(fn: Callable[[], None], n: int, rounds: int = 5) -> float:
+    """Median CPU seconds per call of ``fn`` on the calling thread (``thread_time``: time
+    spent waiting for the GIL while background threads work is not the caller's cost)."""
+    results = []
+    for _ in range(rounds):
+        began = time.thread_time()
+        for _ in range(n):
+            fn()
+        results.append((time.thread_time() - began) / n)
+    return statistics.median(results)
+
+
+def total_cpu(fn: Callable[[], None], n: int, settle: Callable[[], None]) -> float:
+    """Process CPU seconds per call of ``fn``, background materialisation included."""
+    began = time.process_time()
+    for _ in range(n):
+        fn()
+    settle()
+    return (time.process_time() - began) / n
+
+
+def sdk_baseline() -> tuple[Callable[[], None], Callable[[], None], Callable[[], None]]:
+    """A turn and a frame sample written the straightforward SDK way."""
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Discard(), max_queue_size=100_000))
+    tracer = provider.get_tracer("baseline")
+    meter = MeterProvider(metric_readers=[InMemoryMetricReader()]).get_meter("baseline")
+    latency = meter.create_histogram("turn", "s", explicit_bucket_boundaries_advisory=TURN_LATENCY_BUCKETS)
+    stage = meter.create_histogram("stage", "s", explicit_bucket_boundaries_advisory=STAGE_LATENCY_BUCKETS)
+    jitter = meter.create_histogram("jitter", "s")
+    turns = meter.create_counter("turns")
+    labels = {"tenant": "acme", "pipeline": "support"}
+    call = tracer.start_span("voice.call")
+    ctx = trace.set_span_in_context(call)
+
+    def turn() -> None:
+        with tracer.start_as_current_span("voice.turn", context=ctx, attributes={"voice.call.id": "c"}) as t:
+            t.add_event("user_speech_ended")
+            for name in ("voice.stt", "voice.llm", "voice.tts"):
+                with tracer.start_as_current_span(name, attributes={"gen_ai.provider.name": "p"}) as s:
+                    s.add_event("first_chunk")
+                stage.record(0.2, {**labels, "provider": "p", "model": "m"})
+            latency.record(0.6, labels)
+            turns.add(1, {**labels, "interrupted": "false"})
+
+    def sample() -> None:
+        jitter.record(0.04, {"pipeline": "support", "direction": "inbound"})
+
+    def settle() -> None:
+        provider.force_flush(60_000)
+
+    return turn, sample, settle
+
+
+def voiceobs_ops(
+    enabled: bool,
+) -> tuple[Callable[[], None], Callable[[], None], Callable[[], None]]:
+    settings = VoiceobsSettings.load(enabled=enabled, logs_enabled=False, queue_size=1_000_000)
+    obs = setup_instrumentation(
+        settings=settings,
+        exporters=Exporters(span=Discard(), metric_readers=[InMemoryMetricReader()]),
+        set_global=False,
+    )
+    call = obs.call("bench-call", tenant="acme", pipeline="support")
+    buffer = call.jitter_buffer("inbound")
+
+    def turn() -> None:
+        with call.turn() as t:
+            t.user_speech_ended()
+            with t.stt("deepgram", "nova-3") as s:
+                s.final()
+                s.usage(audio_seconds=1.0)
+            with t.llm("openai", "gpt-4o-mini") as s:
+                s.first_token()
+                s.usage(input_tokens=100, output_tokens=10)
+            with t.tts("cartesia", "sonic-2") as s:
+                s.first_byte()
+            t.agent_audio_started()
+        if len(call.turns) > 1000:
+            call.turns.clear()
+
+    def sample() -> None:
+        buffer.sample(0.04)
+
+    def settle() -> None:
+        """Let the worker finish materialising before the next measurement."""
+        obs.emitter.recorder.flush(60)
+
+    return turn, sample, settle
+
+
+def main() -> None:
+    base_turn, base_sample, base_settle = sdk_baseline()
+    our_turn, our_sample, settle = voiceobs_ops(True)
+    off_turn, off_sample, _ = voiceobs_ops(False)
+    rows = [
+        ("turn (4 spans, events, metrics)", 2000, base_turn, our_turn, off_turn, 50e-6),
+        ("jitter-buffer sample (per frame)", 200_000, base_sample, our_sample, off_sample, 1e-6),
+    ]
+    print("CPU per operation on the engine's thread (thread_time), median of 5 rounds")
+    print(f"{'operation':34} {'SDK baseline':>13} {'voiceobs':>10} {'ratio':>7} {'disabled':>10} {'goal':>8}")
+    for name, n, base, ours, off, goal in rows:
+        b = per_op(base, n)
+        o = per_op(ours, n)
+        settle()
+        d = per_op(off, n)
+        verdict = "ok" if o <= goal else "OVER"
+        print(
+            f"{name:34} {b * 1e6:10.2f} µs {o * 1e6:7.2f} µs {o / b:6.2f}x {d * 1e6:7.2f} µs"
+            f" {goal * 1e6:5.0f} µs {verdict}"
+        )
+
+
+    n = 2000
+    base_total = total_cpu(base_turn, n, base_settle)
+    our_total = total_cpu(our_turn, n, settle)
+    print(
+        f"whole-process CPU per turn incl. background export work: SDK {base_total * 1e6:.0f} µs, "
+        f"voiceobs {our_total * 1e6:.0f} µs ({our_total / base_total:.2f}x)"
+    )
+
+
+if __name__ == "__main__":
+    main()
