@@ -1845,12 +1845,15 @@ def executive() -> Json:
     panels = [
         row("Today vs 7 days ago"),
         stat(
-            "Endpoint uptime (24h)",
+            "Uptime (24h)",
             "Share of successful blackbox probes of the engine's endpoints over the last "
-            "24 hours (avg_over_time(probe_success)); second value is 7 days ago.",
+            "24 hours (avg_over_time(probe_success)); where no blackbox probes are configured, "
+            "the share of successful Prometheus scrapes of the stack (up). Second value: "
+            "7 days ago.",
             _trend(
-                "avg(avg_over_time(probe_success[1d]))",
-                "avg(avg_over_time(probe_success[1d] offset 7d))",
+                "avg(avg_over_time(probe_success[1d])) or avg(avg_over_time(up[1d]))",
+                "avg(avg_over_time(probe_success[1d] offset 7d)) "
+                "or avg(avg_over_time(up[1d] offset 7d))",
             ),
             "percentunit",
             thresholds=[(None, "red"), (0.99, "yellow"), (0.999, "green")],
