@@ -1,0 +1,93 @@
+# Docker monitoring stack (compose.monitoring.yml): the monitor-* verbs, included by the
+# top-level Makefile. Local by default; REMOTE=user@host runs the stack on a server over SSH
+# (configs are rsynced to $(REMOTE_DIR) first). DRY_RUN=1 prints the exact commands instead
+# of running them. PROFILES="tempo probes host" switches on the optional services.
+# The native stack (no Docker) has the stack-* verbs instead (stack/stack.mk).
+.PHONY: monitor-up monitor-down monitor-logs monitor-reload monitor-status monitor-render
+
+MONITOR_PROJECT := voiceobs-monitoring
+MONITOR_COMPOSE_FILE := compose.monitoring.yml
+MONITOR_STATE := .state/docker
+MONITOR_PYTHON ?= python3
+# Everything except secrets that the stack reads, relative to the repository (and REMOTE_DIR).
+MONITOR_SYNC := $(MONITOR_COMPOSE_FILE) collector jaeger loki prometheus/rules alertmanager \
+	grafana/provisioning grafana/dashboards blackbox tempo $(MONITOR_STATE)
+
+PROFILES ?=
+REMOTE ?=
+REMOTE_DIR ?= voiceobs
+SSH ?= ssh
+RSYNC ?= rsync -az --delete --relative --exclude=secrets/
+VOICEOBS_BIND ?= 127.0.0.1
+VOICEOBS_SECRETS_DIR ?= .state/secrets
+SERVICE ?=
+FOLLOW ?=
+TAIL ?= 200
+
+# Where the published ports answer (0.0.0.0 is reached through loopback).
+MONITOR_HOST := $(if $(filter 0.0.0.0,$(VOICEOBS_BIND)),127.0.0.1,$(VOICEOBS_BIND))
+MONITOR_PROFILE_FLAGS := $(foreach p,$(PROFILES),--profile $(p))
+MONITOR_ALL_PROFILES := --profile tempo --profile probes --profile host
+MONITOR_DC = VOICEOBS_BIND=$(VOICEOBS_BIND) VOICEOBS_SECRETS_DIR=$(VOICEOBS_SECRETS_DIR) \
+	docker compose -p $(MONITOR_PROJECT) -f $(MONITOR_COMPOSE_FILE)
+MONITOR_GRAFANA_AUTH = -u "$${GRAFANA_ADMIN_USER:-admin}:$${GRAFANA_ADMIN_PASSWORD:-$$(cat $(VOICEOBS_SECRETS_DIR)/grafana_admin_password)}"
+
+# Prometheus' addresses inside the compose network (the template's defaults are native).
+MONITOR_RENDER_ENV := COLLECTOR_METRICS_TARGET=collector:8889 \
+	COLLECTOR_TELEMETRY_TARGET=collector:8888 PROMETHEUS_TARGET=localhost:9090 \
+	ALERTMANAGER_TARGET=alertmanager:9093 JAEGER_METRICS_TARGET=jaeger:14269 \
+	LOKI_TARGET=loki:3100
+MONITOR_SCRAPE_tempo := tempo/scrape-tempo.yml
+MONITOR_SCRAPE_probes := blackbox/scrape-probes.yml
+MONITOR_SCRAPE_host := blackbox/scrape-host.yml
+
+# $(call monitor_at,CMD): CMD run in the stack's directory, here or on $(REMOTE).
+monitor_at = $(if $(REMOTE),$(SSH) $(REMOTE) 'cd $(REMOTE_DIR) && $(1)',$(1))
+# $(call monitor_do,CMD): run CMD, or print it exactly when DRY_RUN=1.
+ifeq ($(DRY_RUN),1)
+monitor_do = @printf '%s\n' '$(subst ','\'',$(1))'
+else
+monitor_do = $(1)
+endif
+
+# Secrets are created where the stack runs; Grafana gets a random admin password (never a
+# default). The directory is private; the files stay readable by the containers' users.
+MONITOR_SECRETS_CMD = mkdir -p $(VOICEOBS_SECRETS_DIR)/alertmanager && \
+	chmod 700 $(VOICEOBS_SECRETS_DIR) && chmod 755 $(VOICEOBS_SECRETS_DIR)/alertmanager && \
+	{ test -s $(VOICEOBS_SECRETS_DIR)/grafana_admin_password || \
+	head -c 24 /dev/urandom | base64 > $(VOICEOBS_SECRETS_DIR)/grafana_admin_password; } && \
+	chmod 644 $(VOICEOBS_SECRETS_DIR)/grafana_admin_password
+
+monitor-render: ## Render .state/docker/ (Prometheus config + profile scrape jobs) without starting
+	$(call monitor_do,mkdir -p $(MONITOR_STATE)/prometheus/rules $(MONITOR_STATE)/prometheus/scrape.d)
+	$(call monitor_do,$(MONITOR_RENDER_ENV) $(MONITOR_PYTHON) stack/render.py prometheus/prometheus.yml.tmpl $(MONITOR_STATE)/prometheus/prometheus.yml)
+	$(call monitor_do,printf '\n# Docker only (Prometheus >= 2.43): jobs of the enabled profiles.\nscrape_config_files:\n  - /etc/prometheus/scrape.d/*.yml\n' >> $(MONITOR_STATE)/prometheus/prometheus.yml)
+	$(call monitor_do,rm -f $(MONITOR_STATE)/prometheus/scrape.d/*.yml)
+ifneq ($(strip $(PROFILES)),)
+	$(call monitor_do,cp $(foreach p,$(PROFILES),$(MONITOR_SCRAPE_$(p))) $(MONITOR_STATE)/prometheus/scrape.d/)
+endif
+ifneq ($(REMOTE),)
+	$(call monitor_do,$(SSH) $(REMOTE) 'mkdir -p $(REMOTE_DIR)')
+	$(call monitor_do,$(RSYNC) $(MONITOR_SYNC) $(REMOTE):$(REMOTE_DIR)/)
+endif
+
+monitor-up: monitor-render ## Start the Docker monitoring stack (REMOTE=user@host, PROFILES="tempo probes host", DRY_RUN=1)
+	$(call monitor_do,$(call monitor_at,$(MONITOR_SECRETS_CMD)))
+	$(call monitor_do,$(call monitor_at,$(strip $(MONITOR_DC) $(MONITOR_PROFILE_FLAGS)) up -d --remove-orphans))
+	$(if $(filter 1,$(DRY_RUN)),,@echo "Grafana: http://$(MONITOR_HOST):3000 (user $${GRAFANA_ADMIN_USER:-admin}, password in $(VOICEOBS_SECRETS_DIR)/grafana_admin_password$(if $(REMOTE), on $(REMOTE)))")
+
+monitor-down: ## Stop the Docker monitoring stack; data volumes are kept (the engine is not touched)
+	$(call monitor_do,$(call monitor_at,$(MONITOR_DC) $(MONITOR_ALL_PROFILES) down))
+
+monitor-logs: ## Show the stack's logs (SERVICE=name, FOLLOW=1, TAIL=200)
+	$(call monitor_do,$(call monitor_at,$(MONITOR_DC) $(MONITOR_ALL_PROFILES) $(strip logs --tail=$(TAIL) $(if $(FOLLOW),-f) $(SERVICE))))
+
+monitor-status: ## State and health of every monitoring container
+	$(call monitor_do,$(call monitor_at,$(MONITOR_DC) $(MONITOR_ALL_PROFILES) ps -a))
+
+monitor-reload: monitor-render ## Re-read configs: Prometheus, Alertmanager, Collector (HUP), Grafana provisioning
+	$(call monitor_do,$(call monitor_at,curl -fsS -X POST http://$(MONITOR_HOST):9090/-/reload))
+	$(call monitor_do,$(call monitor_at,curl -fsS -X POST http://$(MONITOR_HOST):9093/-/reload))
+	$(call monitor_do,$(call monitor_at,$(MONITOR_DC) kill -s HUP collector))
+	$(call monitor_do,$(call monitor_at,curl -fsS -X POST $(MONITOR_GRAFANA_AUTH) http://$(MONITOR_HOST):3000/api/admin/provisioning/dashboards/reload))
+	$(call monitor_do,$(call monitor_at,curl -fsS -X POST $(MONITOR_GRAFANA_AUTH) http://$(MONITOR_HOST):3000/api/admin/provisioning/datasources/reload))

@@ -1,0 +1,338 @@
+"""The Docker monitoring stack: `make monitor-*` commands and compose.monitoring.yml.
+
+The make targets are checked with DRY_RUN=1, which prints the exact commands, locally and
+with REMOTE=user@host. The compose file is checked as YAML (pinned images, ports bound to
+${VOICEOBS_BIND:-127.0.0.1}, health checks, named volumes, no default passwords, profiles).
+
+`docker compose config` is run as well when the docker CLI has a working compose plugin.
+This machine has the docker CLI without the compose plugin (and no engine), so there
+`test_docker_compose_config_accepts_the_file` is skipped *with that reason* and the file is
+validated by the YAML assertions only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "compose.monitoring.yml"
+BIND = "${VOICEOBS_BIND:-127.0.0.1}"
+DC = (
+    "VOICEOBS_BIND=127.0.0.1 VOICEOBS_SECRETS_DIR=.state/secrets "
+    "docker compose -p voiceobs-monitoring -f compose.monitoring.yml"
+)
+ALL = "--profile tempo --profile probes --profile host"
+REMOTE = "ops@voice.example.com"
+RENDER = [
+    "mkdir -p .state/docker/prometheus/rules .state/docker/prometheus/scrape.d",
+    "COLLECTOR_METRICS_TARGET=collector:8889 COLLECTOR_TELEMETRY_TARGET=collector:8888 "
+    "PROMETHEUS_TARGET=localhost:9090 ALERTMANAGER_TARGET=alertmanager:9093 "
+    "JAEGER_METRICS_TARGET=jaeger:14269 LOKI_TARGET=loki:3100 python3 stack/render.py "
+    "prometheus/prometheus.yml.tmpl .state/docker/prometheus/prometheus.yml",
+    "printf '\\n# Docker only (Prometheus >= 2.43): jobs of the enabled profiles.\\n"
+    "scrape_config_files:\\n  - /etc/prometheus/scrape.d/*.yml\\n' "
+    ">> .state/docker/prometheus/prometheus.yml",
+    "rm -f .state/docker/prometheus/scrape.d/*.yml",
+]
+SECRETS = (
+    "mkdir -p .state/secrets/alertmanager && chmod 700 .state/secrets && "
+    "chmod 755 .state/secrets/alertmanager && { test -s .state/secrets/grafana_admin_password "
+    "|| head -c 24 /dev/urandom | base64 > .state/secrets/grafana_admin_password; } && "
+    "chmod 644 .state/secrets/grafana_admin_password"
+)
+SYNC = [
+    f"ssh {REMOTE} 'mkdir -p voiceobs'",
+    "rsync -az --delete --relative --exclude=secrets/ compose.monitoring.yml collector jaeger "
+    "loki prometheus/rules alertmanager grafana/provisioning grafana/dashboards blackbox tempo "
+    f".state/docker {REMOTE}:voiceobs/",
+]
+GRAFANA_AUTH = (
+    '-u "${GRAFANA_ADMIN_USER:-admin}:${GRAFANA_ADMIN_PASSWORD:-'
+    '$(cat .state/secrets/grafana_admin_password)}"'
+)
+RELOAD = [
+    "curl -fsS -X POST http://127.0.0.1:9090/-/reload",
+    "curl -fsS -X POST http://127.0.0.1:9093/-/reload",
+    f"{DC} kill -s HUP collector",
+    f"curl -fsS -X POST {GRAFANA_AUTH} "
+    "http://127.0.0.1:3000/api/admin/provisioning/dashboards/reload",
+    f"curl -fsS -X POST {GRAFANA_AUTH} "
+    "http://127.0.0.1:3000/api/admin/provisioning/datasources/reload",
+]
+
+
+def _remote(command: str) -> str:
+    return f"ssh {REMOTE} 'cd voiceobs && {command}'"
+
+
+def _make_file() -> str:
+    """The top-level Makefile once it includes monitor.mk, else the fragment alone."""
+    makefile = ROOT / "Makefile"
+    if makefile.exists() and "monitor.mk" in makefile.read_text(encoding="utf-8"):
+        return "Makefile"
+    return "monitor.mk"
+
+
+def _dry_run(target: str, *args: str) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOICEOBS_", "GRAFANA_"))}
+    result = subprocess.run(
+        ["make", "-s", "--no-print-directory", "-f", _make_file(), target, "DRY_RUN=1", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def _compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def _long_running() -> dict[str, dict[str, Any]]:
+    """Services that stay up (the one-shot `init` job is excluded)."""
+    return {n: s for n, s in _compose()["services"].items() if s.get("restart") != "no"}
+
+
+# --- make targets --------------------------------------------------------------------------
+
+
+def test_monitor_up_renders_creates_secrets_and_starts_locally() -> None:
+    assert _dry_run("monitor-up") == [
+        *RENDER,
+        SECRETS,
+        f"{DC} up -d --remove-orphans",
+    ]
+
+
+def test_monitor_up_with_profiles_copies_their_scrape_jobs() -> None:
+    lines = _dry_run("monitor-up", "PROFILES=probes host tempo")
+    assert (
+        "cp blackbox/scrape-probes.yml blackbox/scrape-host.yml tempo/scrape-tempo.yml "
+        ".state/docker/prometheus/scrape.d/"
+    ) in lines
+    assert lines[-1] == (
+        f"{DC} --profile probes --profile host --profile tempo up -d --remove-orphans"
+    )
+
+
+def test_monitor_up_remote_syncs_configs_then_runs_over_ssh() -> None:
+    assert _dry_run("monitor-up", f"REMOTE={REMOTE}") == [
+        *RENDER,
+        *SYNC,
+        _remote(SECRETS),
+        _remote(f"{DC} up -d --remove-orphans"),
+    ]
+
+
+def test_monitor_down_stops_every_profile_and_keeps_volumes() -> None:
+    assert _dry_run("monitor-down") == [f"{DC} {ALL} down"]
+    assert _dry_run("monitor-down", f"REMOTE={REMOTE}") == [_remote(f"{DC} {ALL} down")]
+
+
+def test_monitor_logs_and_status() -> None:
+    assert _dry_run("monitor-logs") == [f"{DC} {ALL} logs --tail=200"]
+    assert _dry_run("monitor-logs", "SERVICE=collector", "FOLLOW=1", f"REMOTE={REMOTE}") == [
+        _remote(f"{DC} {ALL} logs --tail=200 -f collector")
+    ]
+    assert _dry_run("monitor-status") == [f"{DC} {ALL} ps -a"]
+    assert _dry_run("monitor-status", f"REMOTE={REMOTE}") == [_remote(f"{DC} {ALL} ps -a")]
+
+
+def test_monitor_reload_signals_every_component() -> None:
+    assert _dry_run("monitor-reload") == [*RENDER, *RELOAD]
+    assert _dry_run("monitor-reload", f"REMOTE={REMOTE}") == [
+        *RENDER,
+        *SYNC,
+        *map(_remote, RELOAD),
+    ]
+
+
+def test_monitor_targets_have_one_line_help() -> None:
+    text = (ROOT / "monitor.mk").read_text(encoding="utf-8")
+    for target in (
+        "monitor-up",
+        "monitor-down",
+        "monitor-logs",
+        "monitor-reload",
+        "monitor-status",
+    ):
+        assert re.search(rf"^{target}:.*## \S", text, flags=re.MULTILINE), target
+
+
+def test_dry_run_prints_no_secret_values(tmp_path: Path) -> None:
+    lines = _dry_run("monitor-reload")
+    assert all("GRAFANA_ADMIN_PASSWORD:-" in line for line in lines if "3000" in line)
+
+
+# --- compose.monitoring.yml ----------------------------------------------------------------
+
+
+def test_compose_has_its_own_project_name_and_never_references_the_engine() -> None:
+    data = _compose()
+    assert data["name"] == "voiceobs-monitoring"
+    text = COMPOSE.read_text(encoding="utf-8")
+    assert "docker-compose.yml" not in text and "extends" not in data
+    assert "include" not in data
+
+
+def test_every_image_is_pinned_to_a_version() -> None:
+    for name, service in _compose()["services"].items():
+        image = service["image"]
+        repo, _, tag = image.rpartition(":")
+        assert repo and "/" not in tag, f"{name}: {image} has no tag"
+        assert tag != "latest" and re.search(r"\d+\.\d+", tag), f"{name}: {image} is not pinned"
+
+
+def test_every_published_port_binds_to_the_bind_variable() -> None:
+    published = 0
+    for name, service in _compose()["services"].items():
+        for port in service.get("ports", []):
+            assert isinstance(port, str) and port.startswith(f"{BIND}:"), f"{name}: {port}"
+            published += 1
+    assert published >= 6
+
+
+def test_every_long_running_service_has_a_health_check_restart_and_memory_limit() -> None:
+    for name, service in _long_running().items():
+        check = service.get("healthcheck", {})
+        assert check.get("test") and not check.get("disable"), f"{name}: no health check"
+        assert service["restart"] == "unless-stopped", name
+        assert re.fullmatch(r"\d+[mg]", str(service.get("mem_limit", ""))), name
+
+
+def test_health_checks_use_the_shared_static_busybox() -> None:
+    """Collector, Loki and Tempo images have no shell or wget: checks use /hc/busybox."""
+    for name, service in _long_running().items():
+        assert service["healthcheck"]["test"][:2] == ["CMD", "/hc/busybox"], name
+        targets = [v["target"] if isinstance(v, dict) else v for v in service["volumes"]]
+        assert "/hc" in targets, f"{name} does not mount the health-check tools"
+        assert service["depends_on"]["init"]["condition"] == "service_completed_successfully"
+
+
+def test_data_lives_in_named_volumes() -> None:
+    data = _compose()
+    declared = set(data["volumes"])
+    for service in ("prometheus", "jaeger", "loki", "alertmanager", "grafana", "collector"):
+        sources = [
+            (v["source"] if isinstance(v, dict) else v.split(":")[0])
+            for v in data["services"][service]["volumes"]
+        ]
+        assert any(s in declared for s in sources), f"{service} keeps no data in a named volume"
+
+
+def test_no_default_passwords_and_anonymous_access_off() -> None:
+    grafana = _compose()["services"]["grafana"]
+    env = grafana["environment"]
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in env
+    assert env["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert "grafana_admin_password" in grafana["secrets"]
+    text = COMPOSE.read_text(encoding="utf-8").lower()
+    assert not re.search(r"password\s*[:=]\s*\S*(admin|secret|changeme|password)", text)
+
+
+def test_grafana_gets_its_provisioning_and_datasource_urls() -> None:
+    grafana = _compose()["services"]["grafana"]
+    volumes = grafana["volumes"]
+    assert "./grafana/provisioning:/etc/grafana/provisioning:ro" in volumes
+    assert "./grafana/dashboards:/var/lib/grafana/dashboards:ro" in volumes
+    for var in ("PROMETHEUS_URL", "JAEGER_URL", "LOKI_URL", "TEMPO_URL", "ALERTMANAGER_URL"):
+        assert grafana["environment"][var].startswith("http://"), var
+
+
+def test_prometheus_keeps_exemplars_and_reloads() -> None:
+    command = _compose()["services"]["prometheus"]["command"]
+    assert "--enable-feature=exemplar-storage" in command
+    assert "--web.enable-lifecycle" in command
+
+
+def test_loki_expands_env_and_uses_the_shared_config() -> None:
+    loki = _compose()["services"]["loki"]
+    assert "-config.expand-env=true" in loki["command"]
+    assert "-config.file=/etc/loki/config.yaml" in loki["command"]
+
+
+def test_optional_services_sit_in_profiles() -> None:
+    services = _compose()["services"]
+    assert services["tempo"]["profiles"] == ["tempo"]
+    assert services["blackbox"]["profiles"] == ["probes"]
+    assert services["node-exporter"]["profiles"] == ["host"]
+    assert services["cadvisor"]["profiles"] == ["host"]
+    core = {"collector", "prometheus", "jaeger", "loki", "alertmanager", "grafana"}
+    assert all("profiles" not in services[name] for name in core)
+
+
+def test_mounted_config_files_exist() -> None:
+    for name, service in _compose()["services"].items():
+        for volume in service.get("volumes", []):
+            if isinstance(volume, str) and volume.startswith("./") and ".state" not in volume:
+                assert (ROOT / volume.split(":")[0]).exists(), f"{name}: {volume}"
+
+
+def test_rendered_prometheus_config_and_profile_jobs_pass_promtool(tmp_path: Path) -> None:
+    """The Docker render of the shared template, plus every profile's jobs, is valid config.
+
+    promtool here is Debian's 2.42, which predates scrape_config_files; the jobs are merged
+    into scrape_configs for the check (the 2.53 image loads them through the glob).
+    """
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is not on PATH: apt-get install -y prometheus", pytrace=False)
+    env = dict(os.environ)
+    render = RENDER[1].split(" python3 ")[0].split()
+    env.update(dict(item.split("=", 1) for item in render))
+    out = tmp_path / "prometheus.yml"
+    subprocess.run(
+        ["python3", "stack/render.py", "prometheus/prometheus.yml.tmpl", str(out)],
+        cwd=ROOT, env=env, check=True,
+    )  # fmt: skip
+    config = yaml.safe_load(out.read_text(encoding="utf-8"))
+    for jobs in (
+        "blackbox/scrape-probes.yml",
+        "blackbox/scrape-host.yml",
+        "tempo/scrape-tempo.yml",
+    ):
+        config["scrape_configs"] += yaml.safe_load((ROOT / jobs).read_text())["scrape_configs"]
+    (tmp_path / "rules").symlink_to(ROOT / "prometheus" / "rules")
+    out.write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = subprocess.run([promtool, "check", "config", str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = [job["job_name"] for job in config["scrape_configs"]]
+    assert len(names) == len(set(names)), "duplicate job names"
+
+
+def _compose_plugin_works() -> bool:
+    docker = shutil.which("docker")
+    if docker is None:
+        return False
+    probe = subprocess.run([docker, "compose", "version"], capture_output=True, text=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(
+    not _compose_plugin_works(),
+    reason="docker CLI has no compose plugin here; compose.monitoring.yml is checked as YAML",
+)
+def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    (secrets / "alertmanager").mkdir(parents=True)
+    (secrets / "grafana_admin_password").write_text("test")
+    env = {**os.environ, "VOICEOBS_SECRETS_DIR": str(secrets)}
+    result = subprocess.run(
+        ["docker", "compose", "-f", str(COMPOSE), "--profile", "tempo", "--profile", "probes",
+         "--profile", "host", "config", "--quiet"],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
