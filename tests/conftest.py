@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -73,6 +74,11 @@ def make_telemetry(**settings: Any) -> Telemetry:
         exporters=Exporters(span=spans, metric_readers=[reader], log=logs),
         set_global=False,
     )
+    if obs.log_handler is not None:  # what set_global=True does with the root logger
+        engine_logs = logging.getLogger("voiceobs")
+        engine_logs.addHandler(obs.log_handler)
+        engine_logs.setLevel(logging.INFO)
+        obs._undo.append(lambda: engine_logs.removeHandler(obs.log_handler))
     return Telemetry(obs, spans, reader, logs)
 
 

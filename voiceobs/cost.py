@@ -87,7 +87,7 @@ class RateCard:
     def prices(self, provider: str, model: str) -> Prices | None:
         models = self._prices.get(provider, {})
         found = models.get(model) or models.get(WILDCARD)
-        if found is None and (provider, model) not in self._unpriced:
+        if found is None and self._prices and (provider, model) not in self._unpriced:
             self._unpriced.add((provider, model))
             _log.info(
                 "rate card %s has no price for %s/%s: counted as $0", self.source, provider, model

@@ -109,6 +109,9 @@ class Instrumentation:
         self._adapter: EventAdapter | None = None
         self.prometheus_registry: CollectorRegistry | None = None
         """Behind the optional ``/metrics`` route."""
+        self.log_handler: OtlpLogHandler | None = None
+        """The logging → OTLP handler; on the root logger when set up globally, else yours to
+        attach (``logging.getLogger("myengine").addHandler(obs.log_handler)``)."""
         self.is_shut_down = False
 
     # --- voice API -----------------------------------------------------------------------
@@ -357,6 +360,7 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
     meter_provider: MeterProvider | None = None
     logger_provider: LoggerProvider | None = None
     registry: CollectorRegistry | None = None
+    log_handler: OtlpLogHandler | None = None
     failures: list[Callable[[str], None]] = []
 
     def count_failure(signal: str) -> None:
@@ -379,7 +383,9 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
             logger_provider = _init_logging(
                 settings, resource, exporters, redactor, meter_provider, count_failure
             )
-            undo.append(_bridge_logging(settings, logger_provider, set_global))
+            log_handler = OtlpLogHandler(logger_provider, getattr(logging, settings.log_level))
+            if set_global:
+                undo.append(_bridge_logging(log_handler, logging.getLogger()))
         if meter_provider is not None:
             undo.append(_init_process_metrics(meter_provider))
         if set_global:
@@ -412,6 +418,7 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
         settings, resource, tracer_provider, meter_provider, logger_provider, emitter, undo
     )
     instrumentation.prometheus_registry = registry
+    instrumentation.log_handler = log_handler
     return instrumentation
 
 
@@ -493,12 +500,8 @@ def _init_logging(
     return provider
 
 
-def _bridge_logging(
-    settings: VoiceobsSettings, provider: LoggerProvider, set_global: bool
-) -> Callable[[], None]:
-    """Attach the OTLP handler to the root logger (or only to ``voiceobs``' loggers in tests)."""
-    handler = OtlpLogHandler(provider, getattr(logging, settings.log_level))
-    target = logging.getLogger() if set_global else logging.getLogger("voiceobs.engine")
+def _bridge_logging(handler: OtlpLogHandler, target: logging.Logger) -> Callable[[], None]:
+    """Attach the OTLP handler to ``target`` (the root logger when set up globally)."""
     target.addHandler(handler)
     if target.level == logging.NOTSET or target.level > handler.level:
         previous = target.level

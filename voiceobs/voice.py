@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Self
 
@@ -80,6 +81,16 @@ class _Scope:
 
     def end(self, at: float | None = None) -> None:
         raise NotImplementedError
+
+    @contextmanager
+    def active(self) -> Iterator[Self]:
+        """Make this scope current (logs inside carry its ids) without ending it on exit."""
+        token = otel_context.attach(self.context()) if self._live else None
+        try:
+            yield self
+        finally:
+            if token is not None:
+                otel_context.detach(token)
 
     def _fail(self, exc: BaseException) -> None:
         """Record that the ``with`` block raised."""

@@ -89,7 +89,7 @@ class DemoEngine:
         )
         state = _CallState(call, pipeline, random.Random(f"{self.seed}:{call_id}"), now)
         self.calls[call_id] = state
-        with call:
+        with call.active():
             log.info(
                 "call from %s started on pipeline %s", request.caller or "unknown", pipeline.name
             )
@@ -220,7 +220,7 @@ class DemoEngine:
         if state is None:
             raise HTTPException(404, f"no call {call_id} in progress")
         call = state.call
-        with call:
+        with call.active():
             log.info("call ended: %s", request.status)
         call.end(
             at=max(state.clock, time.time()),

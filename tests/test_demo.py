@@ -1,0 +1,115 @@
+"""The demo engine and simulator: realistic traffic, redaction on, bounded, happy offline."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import Telemetry, make_telemetry
+from voiceobs import semconv as sc
+from voiceobs.cli import main
+from voiceobs.demo.engine import create_app
+from voiceobs.demo.runner import run_demo
+from voiceobs.demo.simulator import SimOptions
+
+
+@pytest.fixture
+def demo() -> Telemetry:
+    t = make_telemetry()
+    yield t
+    t.obs.shutdown()
+
+
+def test_engine_turns_produce_the_full_span_tree(demo: Telemetry) -> None:
+    client = TestClient(create_app(demo.obs, seed=3, speed=1000))
+    started = client.post(
+        "/v1/calls",
+        json={
+            "call_id": "t-1",
+            "tenant": "acme",
+            "pipeline": "support-en",
+            "caller": "+1 415 555 0199",
+        },
+    ).json()
+    for _ in range(3):
+        reply = client.post("/v1/calls/t-1/turns", json={"utterance": "call me at +1 415 555 0199"})
+        assert reply.status_code == 200
+        assert reply.json()["latency_s"] > 0.2
+    assert client.post("/v1/calls/t-1/hangup", json={"status": "completed"}).json()["turns"] == 3
+    spans = demo.finished_spans()
+    turns = [s for s in spans if s.name == sc.SPAN_TURN]
+    assert len(turns) == 3
+    assert {s.context.trace_id for s in spans if s.name.startswith("voice.")} == {
+        int(started["trace_id"], 16)
+    }
+    assert {s.name for s in spans} >= {sc.SPAN_CALL, sc.SPAN_STT, sc.SPAN_LLM, sc.SPAN_TTS}
+    bodies = [r.log_record.body for r in demo.logs.get_finished_logs()]
+    assert any("user said" in b for b in bodies)
+    assert not any("555 0199" in str(b) for b in bodies), "phone numbers must be redacted"
+    call = demo.span(sc.SPAN_CALL)
+    assert call.end_time >= max(t.end_time for t in turns), "logging in the call must not end it"
+    assert call.attributes[sc.CALL_STATUS] == "completed"
+    assert call.attributes[sc.CALL_TURNS] == 3
+
+
+def test_engine_rejects_unknown_pipelines_and_calls(demo: Telemetry) -> None:
+    client = TestClient(create_app(demo.obs))
+    assert client.post("/v1/calls", json={"pipeline": "nope"}).status_code == 422
+    assert client.post("/v1/calls/ghost/turns", json={"utterance": "hi"}).status_code == 404
+    assert client.get("/healthz").json()["status"] == "ok"
+
+
+def test_simulation_is_reproducible_from_its_seed() -> None:
+    def latencies() -> list[float]:
+        t = make_telemetry()
+        try:
+            client = TestClient(create_app(t.obs, seed=7, speed=1000))
+            client.post("/v1/calls", json={"call_id": "r-1", "pipeline": "sales-premium"})
+            return [
+                client.post("/v1/calls/r-1/turns", json={"utterance": "hello there"}).json()[
+                    "latency_s"
+                ]
+                for _ in range(4)
+            ]
+        finally:
+            t.obs.shutdown()
+
+    assert latencies() == pytest.approx(latencies(), abs=1e-6)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_demo_runs_happily_when_no_collector_listens(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{_free_port()}")
+    options = SimOptions(calls=12, duration_s=30, rate=50, concurrency=6, seed=5)
+    report = run_demo(options, port=_free_port(), speed=200)
+    assert len(report.calls) == 12
+    assert report.turns >= 12 * 2 - sum(c.status == "failed" for c in report.calls) * 2
+    assert {c.pipeline for c in report.calls} >= {"support-en", "sales-premium"}
+    out = capsys.readouterr().out
+    assert "engine on http://127.0.0.1:" in out and "turn latency p50" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["demo", "--calls", "0"], "--calls: must be between 1 and 100000"),
+        (["demo", "--turns", "5-2"], "--turns: must be 1 <= min <= max <= 100"),
+        (["demo", "--turns", "many"], "--turns: 'many' is not MIN-MAX"),
+        (["demo", "--speed", "0"], "--speed: must be between 0 and 1000"),
+        (["demo", "--port", "80"], "--port: must be between 1024 and 65535"),
+    ],
+)
+def test_cli_names_the_bad_option(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
