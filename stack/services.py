@@ -1,0 +1,89 @@
+"""The five services of the native stack: how each is started, validated and
+known to be ready. Commands point at the shared config files in the repository;
+only data and logs go to the state directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from stack.build import debian_binary, go_binaries
+from stack.settings import StackSettings
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    command: tuple[str, ...]
+    ready_url: str
+    validate: tuple[str, ...] | None
+    priority: int  # supervisord start order (lower first)
+
+    @property
+    def binary(self) -> Path:
+        return Path(self.command[0])
+
+
+def services(settings: StackSettings) -> list[Service]:
+    """Backends first, the Collector last (its exporters retry anyway)."""
+    repo, state = settings.repo, settings.state_dir
+    go = go_binaries()
+    collector = str(go["collector"].path)
+    collector_config = str(repo / "collector" / "config.yaml")
+    jaeger = str(go["jaeger"].path)
+    jaeger_config = str(repo / "jaeger" / "config.yaml")
+    loki = str(go["loki"].path)
+    loki_args = (f"-config.file={repo / 'loki' / 'config.yaml'}", "-config.expand-env=true")
+    prometheus_listen = settings.env.get("PROMETHEUS_LISTEN_ADDRESS") or "127.0.0.1:9090"
+    alertmanager_listen = settings.env.get("ALERTMANAGER_LISTEN_ADDRESS") or "127.0.0.1:9093"
+    return [
+        Service(
+            "loki",
+            (loki, *loki_args),
+            settings.url("loki", "HTTP API", "/ready"),
+            (loki, *loki_args, "-verify-config=true"),
+            10,
+        ),
+        Service(
+            "jaeger",
+            (jaeger, "--config", jaeger_config),
+            settings.url("jaeger", "query HTTP API", "/api/services"),
+            (jaeger, "validate", "--config", jaeger_config),
+            10,
+        ),
+        Service(
+            "prometheus",
+            (
+                str(debian_binary("prometheus")),
+                f"--config.file={settings.prometheus_config}",
+                f"--storage.tsdb.path={state / 'prometheus' / 'data'}",
+                f"--web.listen-address={prometheus_listen}",
+                "--enable-feature=exemplar-storage",
+                "--web.enable-lifecycle",
+                "--web.enable-remote-write-receiver",  # the Collector pushes engine metrics
+            ),
+            settings.url("prometheus", "web/API", "/-/ready"),
+            (str(debian_binary("promtool")), "check", "config", str(settings.prometheus_config)),
+            20,
+        ),
+        Service(
+            "alertmanager",
+            (
+                str(debian_binary("prometheus-alertmanager")),
+                f"--config.file={settings.alertmanager_config}",
+                f"--storage.path={state / 'alertmanager'}",
+                f"--web.listen-address={alertmanager_listen}",
+                "--cluster.listen-address=",  # single node: no gossip port
+            ),
+            settings.url("alertmanager", "web/API", "/-/ready"),
+            (str(debian_binary("amtool")), "check-config", str(settings.alertmanager_config)),
+            20,
+        ),
+        Service(
+            "collector",
+            (collector, "--config", collector_config),
+            settings.url("collector", "health_check", "/"),
+            (collector, "validate", "--config", collector_config),
+            30,
+        ),
+    ]
