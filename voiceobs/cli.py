@@ -31,6 +31,16 @@ def _parser() -> argparse.ArgumentParser:
         "--port", type=int, default=8080, help="engine port on 127.0.0.1 (default 8080)"
     )
     demo.add_argument("--prefix", default="demo", help="call id prefix (default demo)")
+    report = sub.add_parser("report", help="walk metric → exemplar → trace → logs on the stack")
+    report.add_argument(
+        "--service", default="voiceobs-demo", help="service.name (default voiceobs-demo)"
+    )
+    report.add_argument(
+        "--window", default="15m", help="PromQL range for percentiles (default 15m)"
+    )
+    report.add_argument("--prometheus", default="http://127.0.0.1:9090")
+    report.add_argument("--jaeger", default="http://127.0.0.1:16686")
+    report.add_argument("--loki", default="http://127.0.0.1:3100")
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -50,6 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(__version__)
         return 0
+    if args.command == "report":
+        from voiceobs.report import Backends, run_report
+
+        return run_report(
+            args.service,
+            window=args.window,
+            backends=Backends(args.prometheus, args.jaeger, args.loki),
+        )
     from voiceobs.demo.runner import run_demo
     from voiceobs.demo.simulator import SimOptions
 
