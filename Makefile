@@ -6,7 +6,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv demo test test-unit lint bench
+.PHONY: help venv demo report test test-unit lint bench
+
+# The demo's traffic: bounded in calls and seconds (voiceobs demo --help for every option).
+DEMO_ARGS ?= --calls 120 --duration 90 --rate 2 --concurrency 10
+OTLP_ENDPOINT ?= http://127.0.0.1:4317
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -19,12 +23,29 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create .venv with voiceobs and its dev/demo extras
 
-test-unit: $(STAMP) ## Run the Python unit tests (no backends)
+demo: $(STAMP) ## Main job: native stack up, demo engine streams calls into it, correlation report
+	$(PY) -m stack up
+	OTEL_EXPORTER_OTLP_ENDPOINT=$(OTLP_ENDPOINT) $(VENV)/bin/voiceobs demo $(DEMO_ARGS)
+	$(VENV)/bin/voiceobs report
+	@echo "The stack keeps running: Prometheus http://127.0.0.1:9090, Jaeger http://127.0.0.1:16686," \
+	  "Loki http://127.0.0.1:3100. Stop it with: make stack-down"
+
+report: $(STAMP) ## Walk metric → exemplar → trace → logs on the running stack
+	$(VENV)/bin/voiceobs report
+
+test: $(STAMP) ## The whole suite: unit, config and end-to-end tests (builds the native stack once)
+	$(PY) -m stack build
+	$(PY) -m pytest -q tests
+
+test-unit: $(STAMP) ## Only the tests that need no backend
 	$(PY) -m pytest -q -m 'not stack' tests
 
+bench: $(STAMP) ## Hot-path benchmark: voiceobs vs the plain OpenTelemetry SDK, same run
+	$(PY) bench/bench_hotpath.py
+
 lint: $(STAMP) ## ruff + mypy --strict on voiceobs/
-	$(VENV)/bin/ruff check voiceobs tests
-	$(VENV)/bin/ruff format --check voiceobs tests
+	$(VENV)/bin/ruff check voiceobs tests stack scripts bench grafana
+	$(VENV)/bin/ruff format --check voiceobs tests stack scripts bench grafana
 	$(VENV)/bin/mypy voiceobs
 
 # Native stack (stack/stack.mk) and Docker stack (monitor.mk) verbs.

@@ -59,8 +59,12 @@ def sdk_baseline() -> tuple[Callable[[], None], Callable[[], None], Callable[[],
     provider.add_span_processor(BatchSpanProcessor(Discard(), max_queue_size=100_000))
     tracer = provider.get_tracer("baseline")
     meter = MeterProvider(metric_readers=[InMemoryMetricReader()]).get_meter("baseline")
-    latency = meter.create_histogram("turn", "s", explicit_bucket_boundaries_advisory=TURN_LATENCY_BUCKETS)
-    stage = meter.create_histogram("stage", "s", explicit_bucket_boundaries_advisory=STAGE_LATENCY_BUCKETS)
+    latency = meter.create_histogram(
+        "turn", "s", explicit_bucket_boundaries_advisory=TURN_LATENCY_BUCKETS
+    )
+    stage = meter.create_histogram(
+        "stage", "s", explicit_bucket_boundaries_advisory=STAGE_LATENCY_BUCKETS
+    )
     jitter = meter.create_histogram("jitter", "s")
     turns = meter.create_counter("turns")
     labels = {"tenant": "acme", "pipeline": "support"}
@@ -68,10 +72,14 @@ def sdk_baseline() -> tuple[Callable[[], None], Callable[[], None], Callable[[],
     ctx = trace.set_span_in_context(call)
 
     def turn() -> None:
-        with tracer.start_as_current_span("voice.turn", context=ctx, attributes={"voice.call.id": "c"}) as t:
+        with tracer.start_as_current_span(
+            "voice.turn", context=ctx, attributes={"voice.call.id": "c"}
+        ) as t:
             t.add_event("user_speech_ended")
             for name in ("voice.stt", "voice.llm", "voice.tts"):
-                with tracer.start_as_current_span(name, attributes={"gen_ai.provider.name": "p"}) as s:
+                with tracer.start_as_current_span(
+                    name, attributes={"gen_ai.provider.name": "p"}
+                ) as s:
                     s.add_event("first_chunk")
                 stage.record(0.2, {**labels, "provider": "p", "model": "m"})
             latency.record(0.6, labels)
@@ -132,7 +140,8 @@ def main() -> None:
         ("jitter-buffer sample (per frame)", 200_000, base_sample, our_sample, off_sample, 1e-6),
     ]
     print("CPU per operation on the engine's thread (thread_time), median of 5 rounds")
-    print(f"{'operation':34} {'SDK baseline':>13} {'voiceobs':>10} {'ratio':>7} {'disabled':>10} {'goal':>8}")
+    header = ("operation", "SDK baseline", "voiceobs", "ratio", "disabled", "goal")
+    print("{:34} {:>13} {:>10} {:>7} {:>10} {:>8}".format(*header))
     for name, n, base, ours, off, goal in rows:
         b = per_op(base, n)
         o = per_op(ours, n)
@@ -143,7 +152,6 @@ def main() -> None:
             f"{name:34} {b * 1e6:10.2f} µs {o * 1e6:7.2f} µs {o / b:6.2f}x {d * 1e6:7.2f} µs"
             f" {goal * 1e6:5.0f} µs {verdict}"
         )
-
 
     n = 2000
     base_total = total_cpu(base_turn, n, base_settle)
