@@ -190,7 +190,7 @@ def test_prometheus_route_serves_the_contract_names() -> None:
             assert spec.prometheus in body, spec.prometheus
         assert "voice_turn_latency_seconds_bucket{" in body
         assert 'le="0.8"' in body
-        assert "voice.call.id" not in body and "c-prom" not in body
+        assert "voice_call_id" not in body and "c-prom" not in body
     finally:
         t.obs.shutdown()
 

@@ -123,14 +123,15 @@ def test_turn_latency_exemplar_points_to_the_turn_span(telemetry: Telemetry) -> 
     (exemplar,) = point.exemplars
     assert exemplar.trace_id == turn.context.trace_id
     assert exemplar.span_id == turn.context.span_id
-    assert exemplar.filtered_attributes == {sc.CALL_ID: "call-1"}
+    assert exemplar.filtered_attributes == {sc.EXEMPLAR_CALL_ID: "call-1"}
 
 
 def test_call_id_is_never_a_metric_label(telemetry: Telemetry) -> None:
     run_call(telemetry)
     for metric in telemetry.metrics().values():
         for point in metric.data.data_points:
-            assert sc.CALL_ID not in (point.attributes or {}), metric.name
+            attributes = point.attributes or {}
+            assert sc.CALL_ID not in attributes and sc.EXEMPLAR_CALL_ID not in attributes
 
 
 def test_logs_inside_a_turn_carry_its_trace_span_and_call_id(telemetry: Telemetry) -> None:

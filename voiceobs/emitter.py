@@ -222,7 +222,7 @@ class Emitter:
         span.end(end_time=turn.end_ns)
 
         ctx = turn.context()
-        with_call = {**labels, sc.CALL_ID: call.call_id}
+        with_call = {**labels, sc.EXEMPLAR_CALL_ID: call.call_id}
         if latency is not None:
             self._m.turn_latency.record(latency, with_call, context=ctx)
         self._m.turns.add(
@@ -280,7 +280,7 @@ class Emitter:
         m, g = self._m, self._labels
         provider, model = g.provider(stage.provider), g.model(stage.model)
         usage = {**self._call_labels(call), sc.L_PROVIDER: provider, sc.L_MODEL: model}
-        timing = {**usage, sc.CALL_ID: call.call_id}
+        timing = {**usage, sc.EXEMPLAR_CALL_ID: call.call_id}
         ctx = stage.context()
         outcome = g.outcome(stage.error_type) if stage.error_type else "ok"
         m.provider_requests.add(
@@ -375,15 +375,17 @@ class Emitter:
         self._m.calls.add(1, {**labels, sc.L_STATUS: status, sc.L_FAILURE_REASON: failure})
         self._m.call_duration.record(
             (call.end_ns - call.start_ns) / 1e9,
-            {**labels, sc.L_STATUS: status, sc.CALL_ID: call.call_id},
+            {**labels, sc.L_STATUS: status, sc.EXEMPLAR_CALL_ID: call.call_id},
             context=ctx,
         )
         self._m.call_stream_restarts.record(
             call.restarts,
-            {sc.L_PIPELINE: labels[sc.L_PIPELINE], sc.CALL_ID: call.call_id},
+            {sc.L_PIPELINE: labels[sc.L_PIPELINE], sc.EXEMPLAR_CALL_ID: call.call_id},
             context=ctx,
         )
-        self._m.call_cost.record(call.cost_usd, {**labels, sc.CALL_ID: call.call_id}, context=ctx)
+        self._m.call_cost.record(
+            call.cost_usd, {**labels, sc.EXEMPLAR_CALL_ID: call.call_id}, context=ctx
+        )
         for buffer in call.buffers:
             self._sample_buffer(buffer)
         self._buffers = [b for b in self._buffers if b.call is not call]
@@ -405,7 +407,7 @@ class Emitter:
             {
                 sc.L_PIPELINE: self._labels.pipeline(call.pipeline),
                 sc.L_DIRECTION: self._labels.direction(buffer.direction),
-                sc.CALL_ID: call.call_id,
+                sc.EXEMPLAR_CALL_ID: call.call_id,
             },
             context=call.context(),
         )

@@ -1,6 +1,6 @@
 """The OpenTelemetry instruments behind the contract in :mod:`voiceobs.semconv`.
 
-Histograms are recorded with ``voice.call.id`` among their attributes; the views returned
+Histograms are recorded with ``voice_call_id`` among their attributes; the views returned
 by :func:`metric_views` keep only the contract's labels on the metric point, so the call id
 lands in each exemplar's filtered attributes and never becomes a Prometheus label.
 """

@@ -21,6 +21,9 @@ SPAN_TOOL: Final = "voice.tool"
 # --- Span and log attributes -----------------------------------------------------------------
 CALL_ID: Final = "voice.call.id"
 """The call id: on every span and log record of a call, and on exemplars; never a label."""
+EXEMPLAR_CALL_ID: Final = "voice_call_id"
+"""The call id's key on exemplars: a valid Prometheus label name, the same as Loki's
+structured-metadata name, so one ``voice_call_id`` leads from a metric to the call's logs."""
 CONVERSATION_ID: Final = "gen_ai.conversation.id"
 """GenAI alias of the call id, so GenAI-aware tools group a call's spans."""
 TENANT: Final = "voice.tenant"
