@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from voiceobs.settings import SettingsError
 
@@ -31,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
         "--port", type=int, default=8080, help="engine port on 127.0.0.1 (default 8080)"
     )
     demo.add_argument("--prefix", default="demo", help="call id prefix (default demo)")
+    demo.add_argument("--json", type=Path, help="write each call's outcome to this JSON file")
     report = sub.add_parser("report", help="walk metric → exemplar → trace → logs on the stack")
     report.add_argument(
         "--service", default="voiceobs-demo", help="service.name (default voiceobs-demo)"
@@ -87,7 +89,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             call_prefix=args.prefix,
         )
-        run_demo(options, port=args.port, speed=args.speed, slowdown=2.5 if args.slow else 1.0)
+        run_demo(
+            options,
+            port=args.port,
+            speed=args.speed,
+            slowdown=2.5 if args.slow else 1.0,
+            json_path=args.json,
+        )
     except (ValueError, SettingsError) as exc:
         print(f"voiceobs: {exc}", file=sys.stderr)
         return 2

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import threading
 import time
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
 
 import uvicorn
 
@@ -14,8 +19,22 @@ from voiceobs.demo.engine import create_app
 from voiceobs.demo.simulator import SimOptions, SimReport, simulate
 from voiceobs.settings import VoiceobsSettings
 from voiceobs.setup import setup_instrumentation
+from voiceobs.voice import current_call_id
 
 DEMO_SERVICE_NAME = "voiceobs-demo"
+
+
+class _LogCounter(logging.Handler):
+    """Counts the engine's log lines per call, so tests can check none went missing."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.per_call: Counter[str] = Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        call_id = current_call_id()
+        if call_id is not None:
+            self.per_call[call_id] += 1
 
 
 class _Server(uvicorn.Server):
@@ -29,6 +48,7 @@ def run_demo(
     port: int = 8080,
     speed: float = 1.0,
     slowdown: float = 1.0,
+    json_path: Path | None = None,
 ) -> SimReport:
     """Run the engine on 127.0.0.1:``port`` with telemetry to the OTLP endpoint in the
     environment, drive it with ``options``, then shut everything down (bounded)."""
@@ -50,6 +70,11 @@ def run_demo(
         f"{options.rate} calls/s, {options.concurrency} at once, seed {options.seed}, "
         f"speed x{speed}"
     )
+    counter = _LogCounter()
+    engine_log = logging.getLogger("voiceobs.demo")
+    engine_log.addHandler(counter)
+    if engine_log.getEffectiveLevel() > logging.INFO:
+        engine_log.setLevel(logging.INFO)
     thread.start()
     try:
         deadline = time.monotonic() + 10
@@ -64,6 +89,11 @@ def run_demo(
         server.should_exit = True
         thread.join(10)
         flushed = obs.shutdown()
+        engine_log.removeHandler(counter)
+    for call in report.calls:
+        call.log_lines = counter.per_call[call.call_id]
+    if json_path is not None:
+        json_path.write_text(json.dumps([asdict(c) for c in report.calls], indent=1))
     print(f"voiceobs demo: {report.summary()}")
     print(
         f"  telemetry {'flushed' if flushed else 'NOT fully flushed (is a collector listening?)'}"

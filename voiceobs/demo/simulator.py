@@ -67,6 +67,8 @@ class CallResult:
     status: str = "completed"
     latencies: list[float] = field(default_factory=list)
     interrupted: int = 0
+    turns: int = 0  # turn requests made, the failed one included
+    log_lines: int = 0  # engine log lines written inside this call (filled in by the runner)
 
 
 @dataclass
@@ -111,6 +113,7 @@ async def _one_call(
     result = CallResult(call_id, started.json()["trace_id"], tenant, pipeline)
     for _ in range(rng.randint(options.turns_min, options.turns_max)):
         utterance = rng.choice(UTTERANCES).format(n=rng.randint(0, 9999))
+        result.turns += 1
         reply = await client.post(f"/v1/calls/{call_id}/turns", json={"utterance": utterance})
         if reply.status_code == 503:  # the engine gave up and ended the call
             result.status = "failed"
