@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
+import re
 import shutil
 import socket
 import subprocess
@@ -65,6 +67,40 @@ def _walk(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
 def test_config_passes_amtool_check(amtool: str) -> None:
     result = subprocess.run(
         [amtool, "check-config", str(ALERTMANAGER_CONFIG)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _pinned_amtool() -> str:
+    """amtool of the Alertmanager version compose.monitoring.yml pins, built once with Go."""
+    compose = (ALERTMANAGER_CONFIG.parents[1] / "compose.monitoring.yml").read_text("utf-8")
+    match = re.search(r"image: prom/alertmanager:(v[0-9.]+)", compose)
+    assert match, "compose.monitoring.yml pins no prom/alertmanager image"
+    version = match.group(1)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "voiceobs" / "bin"
+    binary = cache / f"amtool-{version}"
+    if not binary.exists():
+        go = shutil.which("go")
+        if go is None:
+            pytest.skip(f"no Go toolchain to build amtool {version} (the pinned image's version)")
+        gobin = cache / f"amtool-{version}.d"
+        build = subprocess.run(
+            [go, "install", f"github.com/prometheus/alertmanager/cmd/amtool@{version}"],
+            env={**os.environ, "GOBIN": str(gobin)},
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert build.returncode == 0, build.stderr[-2000:]
+        (gobin / "amtool").replace(binary)
+        gobin.rmdir()
+    return str(binary)
+
+
+def test_config_passes_amtool_of_the_pinned_docker_image() -> None:
+    """Debian's 0.25 (above) and the Docker image's version must both accept the config."""
+    result = subprocess.run(
+        [_pinned_amtool(), "check-config", str(ALERTMANAGER_CONFIG)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
