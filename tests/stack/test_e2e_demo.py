@@ -1,0 +1,345 @@
+"""The product's promise, measured: the demo engine drives real calls through the live native
+stack, and every turn, exemplar and log line is found where the dashboards look for it.
+
+A bounded demo run (known call ids, written to JSON by ``voiceobs demo --json``) feeds the
+Collector; then Jaeger, Prometheus and Loki are queried over loopback. Counts must match:
+turns simulated = turn spans stored = histogram count; log lines written = log lines stored.
+Every dashboard panel query and every rule must evaluate; a slow run must page through
+Alertmanager to a webhook started here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import pytest
+
+from stack.settings import StackSettings
+from tests.grafana.dashboard_queries import iter_panel_queries
+
+pytestmark = pytest.mark.stack
+
+REPO = Path(__file__).resolve().parents[2]
+RUN = uuid.uuid4().hex[:6]
+SERVICE = f"voiceobs-e2e-{RUN}"
+SLOW_SERVICE = f"voiceobs-e2e-slow-{RUN}"
+WEBHOOK_PORT = 5001  # alertmanager/alertmanager.yml's local webhook receiver
+T = TypeVar("T")
+
+
+def get_json(url: str, **params: str) -> Any:
+    if params:
+        url = f"{url}?{urllib.parse.urlencode(params)}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
+def poll(what: str, probe: Callable[[], T | None], timeout_s: float = 90.0) -> T:
+    """Call ``probe`` until it returns something truthy; fail naming ``what`` after the bound."""
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            result = probe()
+            if result:
+                return result
+            last = result
+        except (OSError, ValueError, KeyError, AssertionError) as exc:
+            last = exc
+        time.sleep(1.0)
+    pytest.fail(f"{what}: not there after {timeout_s:.0f} s (last: {last!r})")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class DemoRun:
+    service: str
+    calls: list[dict[str, Any]]
+    started: float
+
+    @property
+    def latencies(self) -> list[float]:
+        return [v for c in self.calls for v in c["latencies"]]
+
+
+def run_demo(stack: StackSettings, service: str, out: Path, *extra: str) -> DemoRun:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "VOICEOBS_"))}
+    env.update(
+        OTEL_SERVICE_NAME=service,
+        OTEL_EXPORTER_OTLP_ENDPOINT=stack.url("collector", "OTLP/gRPC receiver"),
+        VOICEOBS_METRIC_EXPORT_INTERVAL_MS="1000",
+    )
+    started = time.time()
+    command = [
+        sys.executable, "-m", "voiceobs.cli", "demo", "--port", str(_free_port()),
+        "--json", str(out), "--prefix", service, *extra,
+    ]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return DemoRun(service, json.loads(out.read_text()), started)
+
+
+@pytest.fixture(scope="module")
+def demo(stack: StackSettings, tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    out = tmp_path_factory.mktemp("demo") / "calls.json"
+    args = ("--calls", "16", "--rate", "8", "--concurrency", "8", "--speed", "40", "--seed", "11")
+    return run_demo(stack, SERVICE, out, *args)
+
+
+def prom(stack: StackSettings, path: str, **params: str) -> Any:
+    body = get_json(stack.url("prometheus", "web/API", path), **params)
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def jaeger_traces_of_call(stack: StackSettings, run: DemoRun, call_id: str) -> list[dict[str, Any]]:
+    data = get_json(
+        stack.url("jaeger", "query HTTP API", "/api/traces"),
+        service=run.service,
+        tags=json.dumps({"voice.call.id": call_id}),
+        start=str(int((run.started - 60) * 1e6)),
+        end=str(int((time.time() + 3600) * 1e6)),
+        limit="20",
+    )
+    return list(data.get("data") or [])
+
+
+def tags(span: dict[str, Any]) -> dict[str, Any]:
+    return {t["key"]: t["value"] for t in span.get("tags", [])}
+
+
+def test_each_call_is_one_trace_found_by_call_id_with_all_its_turns(
+    stack: StackSettings, demo: DemoRun
+) -> None:
+    assert len(demo.calls) == 16
+    for call in demo.calls:
+
+        def complete(call: dict[str, Any] = call) -> list[dict[str, Any]] | None:
+            traces = jaeger_traces_of_call(stack, demo, call["call_id"])
+            turns = [s for t in traces for s in t["spans"] if s["operationName"] == "voice.turn"]
+            return traces if len(turns) == call["turns"] else None
+
+        traces = poll(f"trace of {call['call_id']} with {call['turns']} turns", complete)
+        assert [t["traceID"] for t in traces] == [call["trace_id"]]
+        turns = [s for s in traces[0]["spans"] if s["operationName"] == "voice.turn"]
+        stored = sorted(
+            tags(s)["voice.turn.latency"] for s in turns if "voice.turn.latency" in tags(s)
+        )
+        assert stored == pytest.approx(sorted(call["latencies"]), abs=1e-6)
+        assert {tags(s)["voice.call.id"] for s in traces[0]["spans"]} == {call["call_id"]}
+
+
+def test_turn_latency_histogram_counts_every_turn(stack: StackSettings, demo: DemoRun) -> None:
+    query = f'sum(voice_turn_latency_seconds_count{{job="{demo.service}"}})'
+
+    def counted() -> float | None:
+        result = prom(stack, "/api/v1/query", query=query)["result"]
+        value = float(result[0]["value"][1]) if result else 0.0
+        return value if value == len(demo.latencies) else None
+
+    assert poll("histogram count = turns simulated", counted) == len(demo.latencies)
+
+
+def test_every_exemplar_opens_a_turn_span_of_its_call(stack: StackSettings, demo: DemoRun) -> None:
+    def exemplars() -> list[dict[str, Any]]:
+        data = prom(
+            stack,
+            "/api/v1/query_exemplars",
+            query=f'voice_turn_latency_seconds_bucket{{job="{demo.service}"}}',
+            start=str(demo.started - 60),
+            end=str(time.time() + 600),
+        )
+        return [e for series in data for e in series["exemplars"]]
+
+    found = poll("turn-latency exemplars", exemplars)
+    known = {c["call_id"]: c["trace_id"] for c in demo.calls}
+    for exemplar in found:
+        labels = exemplar["labels"]
+        assert known[labels["voice_call_id"]] == labels["trace_id"]
+        trace = get_json(stack.url("jaeger", "query HTTP API", f"/api/traces/{labels['trace_id']}"))
+        (span,) = [s for s in trace["data"][0]["spans"] if s["spanID"] == labels["span_id"]]
+        assert span["operationName"] == "voice.turn"
+        assert tags(span)["voice.turn.latency"] == pytest.approx(float(exemplar["value"]), abs=1e-6)
+
+
+def test_every_log_line_of_every_call_is_in_loki_with_its_trace_id(
+    stack: StackSettings, demo: DemoRun
+) -> None:
+    for call in demo.calls:
+
+        def lines(call: dict[str, Any] = call) -> list[tuple[str, str]] | None:
+            data = get_json(
+                stack.url("loki", "HTTP API", "/loki/api/v1/query_range"),
+                query=f'{{service_name="{demo.service}"}} | voice_call_id="{call["call_id"]}"',
+                start=str(int((demo.started - 60) * 1e9)),
+                end=str(int((time.time() + 600) * 1e9)),
+                limit="1000",
+            )
+            found = [
+                (s["stream"].get("trace_id", ""), line)
+                for s in data["data"]["result"]
+                for _, line in s["values"]
+            ]
+            return found if len(found) >= call["log_lines"] else None
+
+        stored = poll(f"{call['log_lines']} log lines of {call['call_id']}", lines)
+        assert len(stored) == call["log_lines"]
+        assert {trace_id for trace_id, _ in stored} == {call["trace_id"]}
+        assert not any(re.search(r"\+1 415 555 \d{4}", line) for _, line in stored)
+
+
+def _rules(stack: StackSettings) -> list[dict[str, Any]]:
+    groups = prom(stack, "/api/v1/rules")["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def test_every_alert_and_recording_rule_evaluates(stack: StackSettings, demo: DemoRun) -> None:
+    def evaluated() -> list[dict[str, Any]] | None:
+        rules = _rules(stack)
+        after = [r for r in rules if r.get("lastEvaluation", "").startswith("20")]
+        done = [r for r in after if time.time() - _epoch(r["lastEvaluation"]) < 60]
+        return rules if rules and len(done) == len(rules) else None
+
+    rules = poll("every rule evaluated once", evaluated)
+    broken = {r["name"]: r.get("lastError") for r in rules if r["health"] != "ok"}
+    assert not broken
+    turn_rules = [
+        r["name"] for r in rules if r["type"] == "recording" and "turn_latency" in r["name"]
+    ]
+    for name in turn_rules:
+        result = poll(name, lambda name=name: prom(stack, "/api/v1/query", query=name)["result"])
+        assert result
+
+
+def _epoch(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(
+        re.sub(r"\.(\d{6})\d*", r".\1", stamp).replace("Z", "+00:00")
+    ).timestamp()
+
+
+VOICE_DATA = re.compile(
+    r"voice_(turn_latency|calls_total|cost_usd_total|stt_latency|llm_ttft|tts_ttfb)"
+)
+
+
+def test_every_dashboard_query_runs_and_voice_panels_show_the_demo(
+    stack: StackSettings, demo: DemoRun
+) -> None:
+    call = demo.calls[0]
+    values = {"service": demo.service, "call_id": call["call_id"]}
+    checked = 0
+    for query in iter_panel_queries(values):
+        where = f"{query.dashboard_uid} / {query.panel_title}: {query.expr}"
+        if query.datasource_type == "prometheus":
+            body = get_json(stack.url("prometheus", "web/API", "/api/v1/query"), query=query.expr)
+            assert body["status"] == "success", where
+            if VOICE_DATA.search(query.expr) and "offset" not in query.expr:
+                assert body["data"]["result"], f"no data: {where}"
+        elif query.datasource_type == "loki":
+            body = get_json(
+                stack.url("loki", "HTTP API", "/loki/api/v1/query_range"),
+                query=query.expr,
+                start=str(int((demo.started - 60) * 1e9)),
+                end=str(int((time.time() + 600) * 1e9)),
+                limit="10",
+            )
+            assert body["status"] == "success", where
+        else:
+            continue
+        checked += 1
+    assert checked > 50
+
+
+class _Webhook(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        self.received.append(json.loads(self.rfile.read(length)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[list[dict[str, Any]]]:
+    server = ThreadingHTTPServer(("127.0.0.1", WEBHOOK_PORT), _Webhook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Webhook.received = []
+    yield _Webhook.received
+    server.shutdown()
+
+
+@pytest.fixture
+def quick_latency_alert(stack: StackSettings) -> Iterator[None]:
+    """The same rules, with TurnLatencyP95High's ``for: 5m`` cut to 0s so a test can see it
+    fire; the expression and routing are untouched. Restored afterwards."""
+    link = stack.prometheus_config.parent / "rules"
+    source = Path(os.readlink(link))
+    copy = stack.prometheus_config.parent / "rules-quick"
+    shutil.copytree(source, copy, dirs_exist_ok=True)
+    alerts = copy / "alerts.yml"
+    text = alerts.read_text()
+    head, sep, tail = text.partition("- alert: TurnLatencyP95High")
+    tail = tail.replace("for: 5m", "for: 0s", 1)
+    alerts.write_text(head + sep + tail)
+    link.unlink()
+    link.symlink_to(copy, target_is_directory=True)
+    reload = stack.url("prometheus", "web/API", "/-/reload")
+    urllib.request.urlopen(urllib.request.Request(reload, method="POST"), timeout=10).close()
+    yield
+    link.unlink()
+    link.symlink_to(source, target_is_directory=True)
+    urllib.request.urlopen(urllib.request.Request(reload, method="POST"), timeout=10).close()
+
+
+def test_slow_turns_page_through_alertmanager_to_the_webhook(
+    stack: StackSettings,
+    webhook: list[dict[str, Any]],
+    quick_latency_alert: None,
+    tmp_path: Path,
+) -> None:
+    args = ("--calls", "70", "--rate", "20", "--concurrency", "10", "--speed", "40", "--seed", "5")
+    run = run_demo(stack, SLOW_SERVICE, tmp_path / "slow.json", "--slow", *args)
+    q = sorted(run.latencies)
+    assert q[int(len(q) * 0.95)] > 0.8, "the slow run must be slow"
+
+    def delivered() -> list[dict[str, Any]]:
+        return [
+            alert
+            for payload in webhook
+            for alert in payload["alerts"]
+            if alert["labels"]["alertname"] == "TurnLatencyP95High"
+            and alert["labels"].get("job") == SLOW_SERVICE
+        ]
+
+    alerts = poll("TurnLatencyP95High delivered to the webhook", delivered, timeout_s=180)
+    labels = alerts[0]["labels"]
+    assert labels["severity"] == "warning" and labels["team"] == "voice"
+    assert alerts[0]["annotations"]["runbook_url"].endswith("#turnlatencyp95high")
