@@ -29,7 +29,7 @@ log = logging.getLogger("voiceobs.demo.engine")
 
 OUTAGE_PROVIDER = "groq"
 OUTAGE_EVERY_S = 180.0
-OUTAGE_START_S = 90.0
+OUTAGE_START_S = 30.0
 OUTAGE_LENGTH_S = 20.0
 """The demo's recurring incident: one provider fails for a while, tripping its breaker."""
 
