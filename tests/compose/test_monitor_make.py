@@ -36,7 +36,7 @@ ALL = "--profile tempo --profile probes --profile host"
 REMOTE = "ops@voice.example.com"
 RENDER = [
     "mkdir -p .state/docker/prometheus/rules .state/docker/prometheus/scrape.d",
-    "COLLECTOR_METRICS_TARGET=collector:8889 COLLECTOR_TELEMETRY_TARGET=collector:8888 "
+    "COLLECTOR_TELEMETRY_TARGET=collector:8888 "
     "PROMETHEUS_TARGET=localhost:9090 ALERTMANAGER_TARGET=alertmanager:9093 "
     "JAEGER_METRICS_TARGET=jaeger:14269 LOKI_TARGET=loki:3100 python3 stack/render.py "
     "prometheus/prometheus.yml.tmpl .state/docker/prometheus/prometheus.yml",
@@ -255,10 +255,31 @@ def test_grafana_gets_its_provisioning_and_datasource_urls() -> None:
         assert grafana["environment"][var].startswith("http://"), var
 
 
-def test_prometheus_keeps_exemplars_and_reloads() -> None:
+def test_prometheus_receives_remote_write_keeps_exemplars_and_reloads() -> None:
     command = _compose()["services"]["prometheus"]["command"]
     assert "--enable-feature=exemplar-storage" in command
+    assert "--web.enable-remote-write-receiver" in command  # engine metrics are pushed
     assert "--web.enable-lifecycle" in command
+
+
+def test_collector_pushes_to_prometheus_and_reaches_backends_by_service_name() -> None:
+    env = _compose()["services"]["collector"]["environment"]
+    assert env["PROMETHEUS_REMOTE_WRITE_ENDPOINT"] == "http://prometheus:9090/api/v1/write"
+    assert env["JAEGER_OTLP_ENDPOINT"] == "jaeger:14317"
+    assert env["LOKI_OTLP_ENDPOINT"] == "http://loki:3100/otlp"
+
+
+def test_every_env_variable_of_the_shared_configs_is_set_for_docker() -> None:
+    """Each ${env:VAR} / ${VAR} a shared config reads is given by its service (no native default)."""
+    services = _compose()["services"]
+    for service, config in (("collector", "collector/config.yaml"), ("jaeger", "jaeger/config.yaml"),
+                            ("loki", "loki/config.yaml")):  # fmt: skip
+        lines = (ROOT / config).read_text(encoding="utf-8").splitlines()
+        text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+        wanted = set(re.findall(r"\$\{(?:env:)?([A-Z][A-Z0-9_]*)", text))
+        wanted -= {"DEPLOYMENT_ENVIRONMENT"} if service != "collector" else set()
+        missing = wanted - set(services[service].get("environment", {}))
+        assert not missing, f"{service}: {sorted(missing)} keep their native (127.0.0.1) default"
 
 
 def test_loki_expands_env_and_uses_the_shared_config() -> None:
