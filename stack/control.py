@@ -49,12 +49,13 @@ def render_configs(settings: StackSettings) -> None:
     output = render_file(template, settings.prometheus_config, settings.env)
     rules_link = output.parent / "rules"
     rules_dir = settings.repo / "prometheus" / "rules"
-    rules_dir_exists = rules_dir.is_dir()
-    if rules_link.is_symlink() or rules_link.exists():
-        if rules_link.is_symlink() and Path(os.readlink(rules_link)) == rules_dir:
+    if rules_link.is_symlink():
+        if Path(os.readlink(rules_link)) == rules_dir:
             return
         rules_link.unlink()
-    if rules_dir_exists:
+    elif rules_link.is_dir():
+        rules_link.rmdir()  # an empty stand-in from a run without prometheus/rules
+    if rules_dir.is_dir():
         rules_link.symlink_to(rules_dir, target_is_directory=True)
     else:
         rules_link.mkdir()
