@@ -289,10 +289,81 @@ def test_live_alertmanager_inhibits_and_notifies(live_alertmanager: str) -> None
     def paths() -> set[str]:
         return {path for path, _ in _Capture.received}
 
-    assert _wait(lambda: {"/webhook", "/slack", "/pagerduty"} <= paths(), 20), paths()
-    webhook_alerts = [a["labels"]["alertname"] for p, b in _Capture.received if p == "/webhook"
-                      for a in b["alerts"]]  # fmt: skip
-    assert "WorkerMemoryCritical" in webhook_alerts
-    assert "WorkerMemoryHigh" in webhook_alerts  # w2 only
+    def webhook_alerts() -> list[str]:
+        return [a["labels"]["alertname"] for p, b in _Capture.received if p == "/webhook"
+                for a in b["alerts"]]  # fmt: skip
+
+    wanted = {"WorkerMemoryCritical", "WorkerMemoryHigh", "ServiceDown", "ProviderDown"}
+    assert _wait(lambda: wanted <= set(webhook_alerts()), 20), webhook_alerts()
+    assert _wait(lambda: {"/slack", "/pagerduty"} <= paths(), 20), paths()
+    # Inhibited alerts are never sent: only w2's WorkerMemoryHigh, no ApiResponseTimeHigh.
+    assert webhook_alerts().count("WorkerMemoryHigh") == 1
+    assert "ApiResponseTimeHigh" not in webhook_alerts()
+    assert "CircuitBreakerOpen" not in webhook_alerts()
     slack_text = " ".join(json.dumps(b) for p, b in _Capture.received if p == "/slack")
     assert "blob/main/docs/runbooks.md#" in slack_text, "runbook links are made absolute"
+
+
+@pytest.fixture
+def live_prometheus(live_alertmanager: str, tmp_path: Path) -> Iterator[str]:
+    """Debian's Prometheus with our rules (``for`` cut to 0s), one dead scrape target, and
+    the live Alertmanager above as its alert receiver."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("no Prometheus binary (apt-get install prometheus)")
+    rules_dir = tmp_path / "prom" / "rules"
+    rules_dir.mkdir(parents=True)
+    for path in (ALERTMANAGER_CONFIG.parents[1] / "prometheus" / "rules").glob("*.yml"):
+        text = re.sub(r"(?m)^(\s+)for: \S+$", r"\1for: 0s", path.read_text("utf-8"))
+        (rules_dir / path.name).write_text(text, encoding="utf-8")
+    am = live_alertmanager.removeprefix("http://")
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": ["rules/*.yml"],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [am]}]}]},
+        "scrape_configs": [
+            {"job_name": "engine", "static_configs": [{"targets": [f"127.0.0.1:{_free_port()}"]}]}
+        ],
+    }
+    (tmp_path / "prom" / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    port = _free_port()
+    log = tmp_path / "prometheus.log"
+    proc = subprocess.Popen(
+        [binary, f"--config.file={tmp_path / 'prom' / 'prometheus.yml'}",
+         f"--storage.tsdb.path={tmp_path / 'prom' / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--enable-feature=exemplar-storage"],
+        stdout=subprocess.DEVNULL, stderr=log.open("w"),
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert _wait(lambda: _get(f"{url}/-/ready") is not None, 30), log.read_text()[-3000:]
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_real_prometheus_loads_the_rules_and_a_dead_service_pages_once(
+    live_prometheus: str, live_alertmanager: str
+) -> None:
+    """Rules load in a real Prometheus; a dead job fires TargetDown and ServiceDown, and
+    Alertmanager notifies ServiceDown while it inhibits the TargetDown of the same job."""
+    rules = _get(f"{live_prometheus}/api/v1/rules")
+    groups = rules["data"]["groups"]
+    assert {g["name"] for g in groups} >= {"voiceobs-turn-latency", "voiceobs-availability"}
+    assert all(r["health"] != "err" for g in groups for r in g["rules"]), groups
+
+    def alert_states() -> dict[str, str]:
+        alerts = _get(f"{live_alertmanager}/api/v2/alerts") or []
+        return {a["labels"]["alertname"]: a["status"]["state"] for a in alerts}
+
+    assert _wait(lambda: {"TargetDown", "ServiceDown"} <= set(alert_states()), 30), alert_states()
+    assert alert_states()["TargetDown"] == "suppressed"
+    assert alert_states()["ServiceDown"] == "active"
+
+    def webhook_alerts() -> set[str]:
+        return {a["labels"]["alertname"] for p, body in _Capture.received if p == "/webhook"
+                for a in body["alerts"]}  # fmt: skip
+
+    assert _wait(lambda: "ServiceDown" in webhook_alerts(), 20), _Capture.received
+    assert "TargetDown" not in webhook_alerts()
