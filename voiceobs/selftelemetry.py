@@ -13,7 +13,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 _log = logging.getLogger("voiceobs.export")
+R = TypeVar("R")
 
 SDK_LOGGERS = (
     "opentelemetry.exporter.otlp.proto.grpc.exporter",
@@ -82,6 +83,16 @@ class _Health:
         if not ok:
             self._count(self.signal)
 
+    def run(self, export: Callable[[], R], success: R, failure: R) -> R:
+        """Run one export: an exception or a non-success result counts as a failure."""
+        try:
+            result = export()
+        except Exception as exc:
+            self.result(False, repr(exc))
+            return failure
+        self.result(result is success)
+        return result
+
 
 class GuardedSpanExporter(SpanExporter):
     def __init__(self, inner: SpanExporter, count: Callable[[str], None]) -> None:
@@ -89,13 +100,8 @@ class GuardedSpanExporter(SpanExporter):
         self._health = _Health("traces", count)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        try:
-            result = self._inner.export(spans)
-        except Exception as exc:
-            self._health.result(False, repr(exc))
-            return SpanExportResult.FAILURE
-        self._health.result(result is SpanExportResult.SUCCESS)
-        return result
+        ok, failed = SpanExportResult.SUCCESS, SpanExportResult.FAILURE
+        return self._health.run(lambda: self._inner.export(spans), ok, failed)
 
     def shutdown(self) -> None:
         self._inner.shutdown()
@@ -110,13 +116,8 @@ class GuardedLogExporter(LogRecordExporter):
         self._health = _Health("logs", count)
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        try:
-            result = self._inner.export(batch)
-        except Exception as exc:
-            self._health.result(False, repr(exc))
-            return LogRecordExportResult.FAILURE
-        self._health.result(result is LogRecordExportResult.SUCCESS)
-        return result
+        ok, failed = LogRecordExportResult.SUCCESS, LogRecordExportResult.FAILURE
+        return self._health.run(lambda: self._inner.export(batch), ok, failed)
 
     def shutdown(self) -> None:
         self._inner.shutdown()  # type: ignore[no-untyped-call]
@@ -138,13 +139,12 @@ class GuardedMetricExporter(MetricExporter):
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
-        try:
-            result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-        except Exception as exc:
-            self._health.result(False, repr(exc))
-            return MetricExportResult.FAILURE
-        self._health.result(result is MetricExportResult.SUCCESS)
-        return result
+        ok, failed = MetricExportResult.SUCCESS, MetricExportResult.FAILURE
+        return self._health.run(
+            lambda: self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs),
+            ok,
+            failed,
+        )
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
