@@ -172,6 +172,11 @@ def test_runbook_anchor_exists(name: str) -> None:
     assert name.lower() in _github_anchors(RUNBOOKS.read_text(encoding="utf-8"))
 
 
+def test_rule_group_names_are_unique_across_files() -> None:
+    names = [g["name"] for path in RULE_FILES for g in _load(path)["groups"]]
+    assert len(names) == len(set(names)), names
+
+
 def test_recording_rule_names_follow_level_metric_operation() -> None:
     for rule in RECORDS:
         assert re.fullmatch(r"[a-z_]+:[a-z_]+:[a-z0-9_]+", rule["record"]), rule["record"]
