@@ -41,6 +41,12 @@ EXTERNAL_METRICS = {
     "otelcol_receiver_refused_spans",
     "otelcol_receiver_refused_metric_points",
     "otelcol_receiver_refused_log_records",
+    "otelcol_exporter_sent_spans",
+    "otelcol_exporter_sent_metric_points",
+    "otelcol_exporter_sent_log_records",
+    "otelcol_receiver_accepted_spans",
+    "otelcol_receiver_accepted_metric_points",
+    "otelcol_receiver_accepted_log_records",
     "otelcol_exporter_queue_size",
     "otelcol_exporter_queue_capacity",
 }
