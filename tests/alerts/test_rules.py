@@ -44,9 +44,6 @@ EXTERNAL_METRICS = {
     "otelcol_exporter_sent_spans",
     "otelcol_exporter_sent_metric_points",
     "otelcol_exporter_sent_log_records",
-    "otelcol_receiver_accepted_spans",
-    "otelcol_receiver_accepted_metric_points",
-    "otelcol_receiver_accepted_log_records",
     "otelcol_exporter_queue_size",
     "otelcol_exporter_queue_capacity",
 }
