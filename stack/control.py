@@ -279,12 +279,21 @@ def down(settings: StackSettings) -> None:
     say("stack stopped")
 
 
+def stop_service(settings: StackSettings, name: str) -> None:
+    """Stop one service (gracefully, as supervisord does) and wait until it exited."""
+    _rpc(settings).supervisor.stopProcess(name, True)
+
+
+def start_service(settings: StackSettings, name: str) -> None:
+    """Start one stopped service and wait until it is ready."""
+    _rpc(settings).supervisor.startProcess(name, True)
+    wait_ready(settings, [s for s in services(settings) if s.name == name])
+
+
 def restart_service(settings: StackSettings, name: str) -> None:
     """Stop and start one service, then wait until it is ready again."""
-    rpc = _rpc(settings)
-    rpc.supervisor.stopProcess(name, True)
-    rpc.supervisor.startProcess(name, True)
-    wait_ready(settings, [s for s in services(settings) if s.name == name])
+    stop_service(settings, name)
+    start_service(settings, name)
 
 
 def rss_mib(pid: int) -> float | None:

@@ -252,6 +252,26 @@ def test_jaeger_keeps_traces_across_restart(stack: StackSettings, sent: Sent) ->
     assert data[0]["traceID"] == sent.trace_id
 
 
+def test_trace_sent_while_jaeger_is_down_arrives_once_it_is_back(stack: StackSettings) -> None:
+    """The Collector's sending queue (file_storage) and retries bridge an outage."""
+    grpc = listener("collector", "OTLP/gRPC receiver").hostport(stack.env)
+    sdk = make_sdk(f"http://{grpc}", f"voiceobs-outage-{uuid.uuid4().hex[:8]}")
+    control.stop_service(stack, "jaeger")
+    try:
+        with sdk.tracer_provider.get_tracer("voiceobs.stacktest").start_as_current_span(
+            "voice.call", attributes={"voice.call.id": str(uuid.uuid4())}
+        ) as span:
+            trace_id = f"{span.get_span_context().trace_id:032x}"
+        sdk.flush()
+        time.sleep(2)  # the Collector has tried and queued it by now
+    finally:
+        control.start_service(stack, "jaeger")
+        sdk.shutdown()
+    url = stack.url("jaeger", "query HTTP API", f"/api/traces/{trace_id}")
+    data = poll("queued trace in Jaeger", lambda: get_json(url)["data"], timeout_s=90)
+    assert data[0]["spans"][0]["operationName"] == "voice.call"
+
+
 def test_ports_in_use_are_named(stack: StackSettings) -> None:
     with pytest.raises(control.StackError) as err:
         control.check_ports(stack)
