@@ -57,6 +57,8 @@ def services(settings: StackSettings) -> list[Service]:
                 str(debian_binary("prometheus")),
                 f"--config.file={settings.prometheus_config}",
                 f"--storage.tsdb.path={state / 'prometheus' / 'data'}",
+                f"--storage.tsdb.retention.time={settings.env['VOICEOBS_METRICS_RETENTION']}",
+                f"--storage.tsdb.retention.size={settings.env['VOICEOBS_METRICS_RETENTION_SIZE']}",
                 f"--web.listen-address={prometheus_listen}",
                 "--enable-feature=exemplar-storage",
                 "--web.enable-lifecycle",
