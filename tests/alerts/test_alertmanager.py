@@ -350,7 +350,10 @@ def test_real_prometheus_loads_the_rules_and_a_dead_service_pages_once(
     Alertmanager notifies ServiceDown while it inhibits the TargetDown of the same job."""
     rules = _get(f"{live_prometheus}/api/v1/rules")
     groups = rules["data"]["groups"]
-    assert {g["name"] for g in groups} >= {"voiceobs-recording-turn-latency", "voiceobs-alerts-availability"}
+    assert {g["name"] for g in groups} >= {
+        "voiceobs-recording-turn-latency",
+        "voiceobs-alerts-availability",
+    }
     assert all(r["health"] != "err" for g in groups for r in g["rules"]), groups
 
     def alert_states() -> dict[str, str]:
