@@ -303,6 +303,10 @@ def install_debian_packages() -> None:
 
 def build_all(only: Sequence[str] = ()) -> dict[str, Path]:
     """Build/install everything (or the services in ``only``); print timings."""
+    known = {*go_binaries(), "prometheus", "alertmanager"}
+    unknown = set(only) - known
+    if unknown:
+        raise StackError(f"unknown service(s) {sorted(unknown)}; choose from {sorted(known)}")
     started = time.monotonic()
     go = find_go()
     log(subprocess.run([go, "version"], capture_output=True, text=True, check=False).stdout.strip())
