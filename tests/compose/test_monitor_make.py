@@ -383,3 +383,10 @@ def test_compose_file_loads_like_docker_loads_it(
         assert ("tempo" in project["services"]) == ("tempo" in profiles)
         ports = [p for s in project["services"].values() for p in s.get("ports", [])]
         assert ports and all(p["host_ip"] == "127.0.0.1" for p in ports)
+
+
+def test_architecture_doc_lists_the_pinned_images() -> None:
+    """docs/architecture.md's version table stays in step with the compose file."""
+    doc = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    for name, service in _compose()["services"].items():
+        assert f"`{service['image']}`" in doc, f"{name}: {service['image']} not in the doc"
