@@ -71,7 +71,7 @@ def run_demo(
     endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4317 (SDK default)")
     print(f"voiceobs demo: engine on http://127.0.0.1:{port}, telemetry → {endpoint}")
     print(
-        f"  {options.calls} calls at most, {options.duration_s:.0f} s at most, "
+        f"  {options.calls} calls at most, new calls for {options.duration_s:.0f} s at most, "
         f"{options.rate} calls/s, {options.concurrency} at once, seed {options.seed}, "
         f"speed x{speed}"
     )
