@@ -390,7 +390,8 @@ class Emitter:
             self._sample_buffer(buffer)
         self._buffers = [b for b in self._buffers if b.call is not call]
 
-    def _sample_buffers(self) -> None:
+    def _sample_buffers(self, _: None = None) -> None:
+        """Once a second: one jitter-buffer point per active call and direction."""
         for buffer in self._buffers:
             self._sample_buffer(buffer)
 

@@ -31,7 +31,7 @@ class Recorder:
         on_drop: DropCallback,
         *,
         interval_s: float = 0.1,
-        periodic: Callable[[], None] | None = None,
+        periodic: Callable[[None], None] | None = None,
         period_s: float = 1.0,
         name: str = "voiceobs-recorder",
     ) -> None:
@@ -82,13 +82,13 @@ class Recorder:
         finally:
             self._idle.set()
 
-    def _call(self, fn: Callable[..., None], arg: Any) -> None:
+    def _call(self, fn: Callable[[Any], None], arg: Any) -> None:
         try:
-            fn() if arg is None else fn(arg)
+            fn(arg)
         except Exception:  # telemetry must never take the engine down
             self._failed(fn)
 
-    def _failed(self, fn: Callable[..., None]) -> None:
+    def _failed(self, fn: Callable[[Any], None]) -> None:
         kind = getattr(fn, "__qualname__", repr(fn))
         self._on_drop("materialise_error", 1)
         if kind not in self._failed_kinds:
