@@ -215,3 +215,33 @@ def test_bad_otlp_protocol_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
         ValueError, match=r"OTEL_EXPORTER_OTLP_PROTOCOL.*allowed: grpc, http/protobuf"
     ):
         setup_instrumentation(settings=VoiceobsSettings.load(), set_global=False)
+
+
+def test_the_disabled_scope_answers_every_public_method_of_the_real_scopes() -> None:
+    from voiceobs.disabled import DisabledScope
+    from voiceobs.voice import Call, JitterBuffer, Stage, Turn
+
+    for scope in (Call, Turn, Stage, JitterBuffer):
+        public = {
+            name
+            for name in dir(scope)
+            if not name.startswith("_")
+            and (callable(getattr(scope, name)) or isinstance(getattr(scope, name), property))
+        }
+        missing = {name for name in public if not hasattr(DisabledScope, name)}
+        assert not missing, f"DisabledScope lacks {scope.__name__}.{sorted(missing)}"
+
+
+def test_disabled_events_are_accepted_and_cost_nothing() -> None:
+    t = make_telemetry(enabled=False)
+    try:
+        for event in (
+            {"type": "call.started", "call_id": "d-1"},
+            {"type": "turn.started", "call_id": "d-1"},
+            {"type": "jitter.sample", "call_id": "d-1", "depth_s": 0.02},
+            {"type": "call.ended", "call_id": "d-1"},
+        ):
+            assert t.obs.events.handle(event).accepted
+        assert t.obs.call("x") is t.obs.call("y")  # one shared do-nothing scope
+    finally:
+        t.obs.shutdown()

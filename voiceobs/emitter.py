@@ -32,10 +32,6 @@ _OPERATION = {
 _SPAN_NAME = {"stt": sc.SPAN_STT, "llm": sc.SPAN_LLM, "tts": sc.SPAN_TTS, "tool": sc.SPAN_TOOL}
 
 
-def _discard(fn: object, arg: object) -> None:
-    """Stands in for ``Recorder.submit`` when voiceobs is disabled."""
-
-
 class PresetIdGenerator(IdGenerator):
     """Lets the worker give a span the id its scope chose on the engine's thread."""
 
@@ -96,7 +92,6 @@ class Emitter:
         queue_size: int,
         export_text: bool,
         max_text_length: int,
-        enabled: bool = True,
     ) -> None:
         self._tracer = tracer
         self._ids = ids
@@ -108,9 +103,6 @@ class Emitter:
         self._max_text = max_text_length
         self._buffers: list[JitterBuffer] = []
         self.recorder = Recorder(queue_size, self._dropped, periodic=self._sample_buffers)
-        self.enabled = enabled
-        if not enabled:  # disabled: scopes still work, nothing is queued or materialised
-            self.recorder.submit = _discard  # type: ignore[method-assign]
 
     # --- engine thread ----------------------------------------------------------------------
     def start_call_span(self, call: Call, parent: Context | None) -> trace.Span:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry import _logs as logs_api
 from opentelemetry import metrics, trace
@@ -40,6 +40,7 @@ from prometheus_client import CollectorRegistry
 
 from voiceobs import semconv as sc
 from voiceobs.cost import RateCard
+from voiceobs.disabled import DISABLED
 from voiceobs.emitter import Emitter, Labels, PresetIdGenerator
 from voiceobs.instruments import Instruments, metric_views
 from voiceobs.logbridge import OtlpLogHandler
@@ -130,6 +131,8 @@ class Instrumentation:
 
         The call's span is the root of a new trace unless ``parent`` continues one.
         """
+        if not self.settings.enabled:
+            return cast(Call, DISABLED)
         start = self._clock() if at is None else int(at * 1e9)
         return Call(
             self.emitter, call_id, tenant, pipeline, caller, direction, start, self._clock, parent
@@ -412,7 +415,6 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
         queue_size=settings.queue_size,
         export_text=settings.export_transcripts,
         max_text_length=settings.max_text_length,
-        enabled=settings.enabled,
     )
     instrumentation = Instrumentation(
         settings, resource, tracer_provider, meter_provider, logger_provider, emitter, undo

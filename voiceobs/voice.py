@@ -48,7 +48,7 @@ def _new_span_id() -> int:
 class _Scope:
     """What calls, turns and stages share: an id, a start, an end, an OTel context."""
 
-    __slots__ = ("_ctx", "_live", "_now", "_token", "end_ns", "span_id", "start_ns")
+    __slots__ = ("_ctx", "_now", "_token", "end_ns", "span_id", "start_ns")
 
     start_ns: int
     end_ns: int | None
@@ -56,7 +56,6 @@ class _Scope:
     _ctx: Context | None
     _token: object | None
     _now: Clock
-    _live: bool  # False when voiceobs is disabled: no context is attached
 
     def _ns(self, at: float | None) -> int:
         return self._now() if at is None else int(at * 1e9)
@@ -85,19 +84,17 @@ class _Scope:
     @contextmanager
     def active(self) -> Iterator[Self]:
         """Make this scope current (logs inside carry its ids) without ending it on exit."""
-        token = otel_context.attach(self.context()) if self._live else None
+        token = otel_context.attach(self.context())
         try:
             yield self
         finally:
-            if token is not None:
-                otel_context.detach(token)
+            otel_context.detach(token)
 
     def _fail(self, exc: BaseException) -> None:
         """Record that the ``with`` block raised."""
 
     def __enter__(self) -> Self:
-        if self._live:
-            self._token = otel_context.attach(self.context())
+        self._token = otel_context.attach(self.context())
         return self
 
     def __exit__(
@@ -161,7 +158,6 @@ class Stage(_Scope):
         self._ctx = None
         self._token = None
         self._now = turn._now
-        self._live = turn._live
 
     def _trace_ids(self) -> tuple[int, int]:
         return self.turn.call.trace_id, self.turn.call.trace_flags
@@ -251,7 +247,6 @@ class Turn(_Scope):
         self._ctx = None
         self._token = None
         self._now = call._now
-        self._live = call._live
 
     def _trace_ids(self) -> tuple[int, int]:
         return self.call.trace_id, self.call.trace_flags
@@ -381,7 +376,6 @@ class Call(_Scope):
         self.caller = caller
         self.direction = direction
         self._now = clock
-        self._live = emitter.enabled
         self._base: Context | None = None
         self.start_ns = start_ns
         self.end_ns = None
