@@ -14,6 +14,9 @@ MONITOR_SYNC := $(MONITOR_COMPOSE_FILE) collector jaeger loki prometheus/rules a
 	grafana/provisioning grafana/dashboards blackbox tempo $(MONITOR_STATE)
 
 PROFILES ?=
+# With the tempo profile, traces go to Tempo as well as Jaeger (collector/config.yaml).
+comma := ,
+export VOICEOBS_TRACE_EXPORTERS ?= [otlp_grpc/jaeger$(if $(filter tempo,$(PROFILES)),$(comma) otlp_grpc/tempo)]
 REMOTE ?=
 REMOTE_DIR ?= voiceobs
 SSH ?= ssh

@@ -31,6 +31,20 @@ def test_collector_config_passes_otelcol_validate(stack_settings: StackSettings)
     check(stack_settings, "collector")
 
 
+def test_collector_config_with_tempo_as_second_trace_backend_validates(
+    stack_settings: StackSettings,
+) -> None:
+    """What the Docker stack's tempo profile sets (monitor.mk, compose.monitoring.yml)."""
+    svc = next(s for s in services(stack_settings) if s.name == "collector")
+    assert svc.validate is not None
+    env = {**stack_settings.env, "VOICEOBS_TRACE_EXPORTERS": "[otlp_grpc/jaeger, otlp_grpc/tempo]"}
+    proc = subprocess.run(svc.validate, env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    env["VOICEOBS_TRACE_EXPORTERS"] = "[otlp_grpc/tempo, otlp_grpc/nowhere]"
+    proc = subprocess.run(svc.validate, env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode != 0 and "otlp_grpc/nowhere" in proc.stdout + proc.stderr
+
+
 def test_rendered_prometheus_config_passes_promtool(stack_settings: StackSettings) -> None:
     out = check(stack_settings, "prometheus")
     assert "SUCCESS" in out
