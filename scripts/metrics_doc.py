@@ -129,7 +129,9 @@ def render() -> str:
     out.append("| Prometheus name | type | labels | OpenTelemetry instrument (unit) | meaning |")
     out.append("|---|---|---|---|---|")
     for m in sc.VOICE_METRICS:
-        kind = "gauge (up-down counter)" if m.kind == "updowncounter" else m.kind
+        kind = {"updowncounter": "gauge (up-down counter)", "observable_gauge": "gauge"}.get(
+            m.kind, m.kind
+        )
         labels = ", ".join(f"`{label}`" for label in m.labels) or "—"
         out.append(
             f"| `{m.prometheus}` | {kind} | {labels} | `{m.name}` ({m.unit}) | {m.description} |"

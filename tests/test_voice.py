@@ -278,3 +278,16 @@ def test_a_stage_ending_after_its_turn_is_still_exported(telemetry: Telemetry) -
     assert (
         telemetry.span(sc.SPAN_TTS).parent.span_id == telemetry.span(sc.SPAN_TURN).context.span_id
     )
+
+
+def test_oldest_call_in_progress_is_a_gauge_per_tenant_and_pipeline(telemetry: Telemetry) -> None:
+    import time
+
+    old = telemetry.obs.call("c-old", tenant="acme", pipeline="support", at=time.time() - 700)
+    telemetry.obs.call("c-new", tenant="acme", pipeline="support")
+    ended = telemetry.obs.call("c-ended", tenant="globex", pipeline="support", at=time.time() - 900)
+    ended.end()
+    (point,) = telemetry.metrics()[sc.CALLS_OLDEST_AGE.name].data.data_points
+    assert point.attributes == {sc.L_TENANT: "acme", sc.L_PIPELINE: "support"}
+    assert 700 <= point.value < 760
+    old.end()

@@ -7,11 +7,13 @@ the recorder's background thread.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode, Tracer
 
@@ -102,6 +104,8 @@ class Emitter:
         self._export_text = export_text
         self._max_text = max_text_length
         self._buffers: list[JitterBuffer] = []
+        self._active: dict[Call, dict[str, str]] = {}  # calls in progress → their labels
+        self._active_lock = threading.Lock()
         self.recorder = Recorder(queue_size, self._dropped, periodic=self._sample_buffers)
 
     # --- engine thread ----------------------------------------------------------------------
@@ -171,7 +175,23 @@ class Emitter:
         }
 
     def _call_started(self, call: Call) -> None:
-        self._m.calls_active.add(1, self._call_labels(call))
+        labels = self._call_labels(call)
+        self._m.calls_active.add(1, labels)
+        with self._active_lock:
+            self._active[call] = labels
+
+    def observe_oldest_calls(self, _: CallbackOptions) -> Iterable[Observation]:
+        """Age of the oldest call in progress per tenant and pipeline (read at collection)."""
+        with self._active_lock:
+            active = [(call.start_ns, labels) for call, labels in self._active.items()]
+        oldest: dict[tuple[str, ...], tuple[int, dict[str, str]]] = {}
+        for start, labels in active:
+            key = tuple(labels.values())
+            if key not in oldest or start < oldest[key][0]:
+                oldest[key] = (start, labels)
+        now = time.time_ns()
+        for start, labels in oldest.values():
+            yield Observation(max(0.0, (now - start) / 1e9), labels)
 
     def _span_attributes(self, call: Call) -> dict[str, Any]:
         return {
@@ -362,6 +382,8 @@ class Emitter:
         span.end(end_time=call.end_ns)
 
         assert call.end_ns is not None
+        with self._active_lock:
+            self._active.pop(call, None)
         ctx = call.context()
         self._m.calls_active.add(-1, labels)
         self._m.calls.add(1, {**labels, sc.L_STATUS: status, sc.L_FAILURE_REASON: failure})

@@ -127,7 +127,7 @@ JITTER_BUFFER_BUCKETS: Final = (
     0.0, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2, 0.3, 0.5, 1.0,
 )  # fmt: skip
 
-Kind = Literal["counter", "updowncounter", "histogram", "gauge"]
+Kind = Literal["counter", "updowncounter", "histogram", "gauge", "observable_gauge"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +153,10 @@ CALLS = MetricSpec(
 CALLS_ACTIVE = MetricSpec(
     "voice.calls.active", "voice_calls_active", "updowncounter", "{call}",
     (L_TENANT, L_PIPELINE), "Calls in progress in this worker.",
+)  # fmt: skip
+CALLS_OLDEST_AGE = MetricSpec(
+    "voice.calls.oldest_age", "voice_calls_oldest_age_seconds", "observable_gauge", "s",
+    (L_TENANT, L_PIPELINE), "Age of the oldest call still in progress in this worker.",
 )  # fmt: skip
 CALL_DURATION = MetricSpec(
     "voice.call.duration", "voice_call_duration_seconds", "histogram", "s",
@@ -239,8 +243,8 @@ TELEMETRY_EXPORT_FAILURES = MetricSpec(
 )  # fmt: skip
 
 VOICE_METRICS: Final = (
-    CALLS, CALLS_ACTIVE, CALL_DURATION, TURN_LATENCY_METRIC, TURNS, EOU_DELAY, STT_LATENCY,
-    LLM_TTFT, LLM_DURATION, TTS_TTFB, STREAM_RESTARTS, CALL_STREAM_RESTARTS_METRIC,
+    CALLS, CALLS_ACTIVE, CALLS_OLDEST_AGE, CALL_DURATION, TURN_LATENCY_METRIC, TURNS, EOU_DELAY,
+    STT_LATENCY, LLM_TTFT, LLM_DURATION, TTS_TTFB, STREAM_RESTARTS, CALL_STREAM_RESTARTS_METRIC,
     JITTER_BUFFER_DEPTH, STT_AUDIO, LLM_TOKENS, TTS_CHARACTERS_METRIC, COST, CALL_COST_METRIC,
     PROVIDER_REQUESTS, CIRCUIT_STATE, TELEMETRY_DROPPED, TELEMETRY_EXPORT_FAILURES,
 )  # fmt: skip

@@ -416,6 +416,12 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
         export_text=settings.export_transcripts,
         max_text_length=settings.max_text_length,
     )
+    meter.create_observable_gauge(
+        sc.CALLS_OLDEST_AGE.name,
+        callbacks=[emitter.observe_oldest_calls],
+        unit=sc.CALLS_OLDEST_AGE.unit,
+        description=sc.CALLS_OLDEST_AGE.description,
+    )
     instrumentation = Instrumentation(
         settings, resource, tracer_provider, meter_provider, logger_provider, emitter, undo
     )
