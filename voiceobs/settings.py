@@ -50,8 +50,10 @@ class VoiceobsSettings(BaseSettings):
     """How often metrics are pushed; short enough for live dashboards."""
     shutdown_timeout_s: float = Field(default=5.0, gt=0, le=60)
     """Upper bound for flushing and closing all three signals at shutdown."""
-    export_timeout_s: float = Field(default=3.0, gt=0, le=60)
-    """Per-export timeout used when OTEL_EXPORTER_OTLP_TIMEOUT is not set."""
+    export_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    """Per-export timeout (retries included) used when OTEL_EXPORTER_OTLP_TIMEOUT is not set;
+    a batch that cannot be sent in this time is dropped and counted. Shutdown stays bounded by
+    ``shutdown_timeout_s`` whatever this is."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Lowest Python log level bridged to OTLP logs."""
     queue_size: int = Field(default=20000, ge=100, le=1_000_000)

@@ -97,6 +97,9 @@ def run_demo(stack: StackSettings, service: str, out: Path, *extra: str) -> Demo
     ]  # fmt: skip
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "telemetry flushed" in result.stdout, (
+        f"the demo could not flush:\n{result.stderr[-3000:]}"
+    )
     return DemoRun(service, json.loads(out.read_text()), started)
 
 
@@ -125,6 +128,20 @@ def jaeger_traces_of_call(stack: StackSettings, run: DemoRun, call_id: str) -> l
     return list(data.get("data") or [])
 
 
+def _drops(stack: StackSettings, run: DemoRun) -> str:
+    """What the engine's own self-metrics say it dropped or failed to send (for messages)."""
+    query = (
+        f'sum by (__name__, error_type, signal, reason) ({{job="{run.service}",'
+        f' __name__=~"otel_sdk_exporter_.*_exported_total|otel_sdk_processor_.*_processed_total'
+        f'|voiceobs_telemetry_.*"}})'
+    )
+    try:
+        result = prom(stack, "/api/v1/query", query=query)["result"]
+    except (OSError, AssertionError) as exc:
+        return f"self-metrics unavailable: {exc}"
+    return "; ".join(f"{r['metric']} = {r['value'][1]}" for r in result) or "no self-metrics"
+
+
 def tags(span: dict[str, Any]) -> dict[str, Any]:
     return {t["key"]: t["value"] for t in span.get("tags", [])}
 
@@ -140,7 +157,8 @@ def test_each_call_is_one_trace_found_by_call_id_with_all_its_turns(
             turns = [s for t in traces for s in t["spans"] if s["operationName"] == "voice.turn"]
             return traces if len(turns) == call["turns"] else None
 
-        traces = poll(f"trace of {call['call_id']} with {call['turns']} turns", complete)
+        what = f"trace of {call['call_id']} with {call['turns']} turns ({_drops(stack, demo)})"
+        traces = poll(what, complete)
         assert [t["traceID"] for t in traces] == [call["trace_id"]]
         turns = [s for s in traces[0]["spans"] if s["operationName"] == "voice.turn"]
         stored = sorted(
