@@ -104,7 +104,7 @@ class Emitter:
         self._export_text = export_text
         self._max_text = max_text_length
         self._buffers: list[JitterBuffer] = []
-        self._active: dict[Call, dict[str, str]] = {}  # calls in progress → their labels
+        self._active: set[Call] = set()  # calls in progress
         self._active_lock = threading.Lock()
         self.recorder = Recorder(queue_size, self._dropped, periodic=self._sample_buffers)
 
@@ -169,21 +169,23 @@ class Emitter:
         self._m.telemetry_dropped.add(1, {sc.L_SIGNAL: signal, sc.L_REASON: reason})
 
     def _call_labels(self, call: Call) -> dict[str, str]:
-        return {
-            sc.L_TENANT: self._labels.tenant(call.tenant),
-            sc.L_PIPELINE: self._labels.pipeline(call.pipeline),
-        }
+        """The call's bounded tenant and pipeline labels, worked out once per call."""
+        if not call.metric_labels:
+            call.metric_labels = {
+                sc.L_TENANT: self._labels.tenant(call.tenant),
+                sc.L_PIPELINE: self._labels.pipeline(call.pipeline),
+            }
+        return call.metric_labels
 
     def _call_started(self, call: Call) -> None:
-        labels = self._call_labels(call)
-        self._m.calls_active.add(1, labels)
+        self._m.calls_active.add(1, self._call_labels(call))
         with self._active_lock:
-            self._active[call] = labels
+            self._active.add(call)
 
     def observe_oldest_calls(self, _: CallbackOptions) -> Iterable[Observation]:
         """Age of the oldest call in progress per tenant and pipeline (read at collection)."""
         with self._active_lock:
-            active = [(call.start_ns, labels) for call, labels in self._active.items()]
+            active = [(call.start_ns, call.metric_labels) for call in self._active]
         oldest: dict[tuple[str, ...], tuple[int, dict[str, str]]] = {}
         for start, labels in active:
             key = tuple(labels.values())
@@ -383,7 +385,7 @@ class Emitter:
 
         assert call.end_ns is not None
         with self._active_lock:
-            self._active.pop(call, None)
+            self._active.discard(call)
         ctx = call.context()
         self._m.calls_active.add(-1, labels)
         self._m.calls.add(1, {**labels, sc.L_STATUS: status, sc.L_FAILURE_REASON: failure})

@@ -347,6 +347,7 @@ class Call(_Scope):
         "direction",
         "emitter",
         "failure_reason",
+        "metric_labels",
         "pipeline",
         "restarts",
         "span",
@@ -384,6 +385,7 @@ class Call(_Scope):
         self.turns: list[Turn] = []
         self.restarts = 0
         self.cost_usd = 0.0  # summed by the worker
+        self.metric_labels: dict[str, str] = {}  # bounded tenant/pipeline, set by the worker
         self.buffers: list[JitterBuffer] = []
         self._ctx = None
         self._token = None
