@@ -245,3 +245,13 @@ def test_disabled_events_are_accepted_and_cost_nothing() -> None:
         assert t.obs.call("x") is t.obs.call("y")  # one shared do-nothing scope
     finally:
         t.obs.shutdown()
+
+
+def test_disabled_mode_runs_no_background_thread() -> None:
+    t = make_telemetry(enabled=False)
+    try:
+        with t.obs.call("c-off") as call, call.turn():
+            pass
+        assert t.obs.emitter.recorder._thread is None
+    finally:
+        t.obs.shutdown()

@@ -49,8 +49,9 @@ class Recorder:
         self._dropped = 0  # written by submitting threads only
         self._reported = 0  # written by the worker only
         self._failed_kinds: set[str] = set()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._name = name
+        self._thread: threading.Thread | None = None  # started by the first submit
+        self._start_lock = threading.Lock()
 
     def submit(self, fn: Callable[[Any], None], arg: Any) -> None:
         """Queue ``fn(arg)`` for the worker; never blocks, never raises."""
@@ -58,6 +59,15 @@ class Recorder:
             self._dropped += 1
             return
         self._queue.append((fn, arg))
+        if self._thread is None:
+            self._start()
+
+    def _start(self) -> None:
+        """Start the worker once, on first use: a disabled or idle voiceobs runs no thread."""
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
 
     def _run(self) -> None:
         while not self._stopped:
@@ -110,7 +120,8 @@ class Recorder:
         flushed = self.flush(timeout_s)
         self._stopped = True
         self._wake.set()
-        self._thread.join(max(0.0, timeout_s))
+        if self._thread is not None:
+            self._thread.join(max(0.0, timeout_s))
         return flushed
 
     def __len__(self) -> int:
