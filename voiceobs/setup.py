@@ -7,6 +7,7 @@ from the standard ``OTEL_*`` variables, read by the SDK's own exporters and samp
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import platform
@@ -24,7 +25,6 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
-    MetricExporter,
     MetricReader,
     PeriodicExportingMetricReader,
 )
@@ -316,34 +316,23 @@ def _check_protocol(signal: str) -> str:
     return protocol
 
 
-def _otlp_span_exporter(settings: VoiceobsSettings) -> SpanExporter:
-    if _check_protocol("traces") == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[assignment]
-            OTLPSpanExporter,
-        )
-    return OTLPSpanExporter(**_otlp_kwargs("traces", settings))
+_OTLP_EXPORTERS = {
+    "traces": ("trace_exporter", "OTLPSpanExporter"),
+    "metrics": ("metric_exporter", "OTLPMetricExporter"),
+    "logs": ("_log_exporter", "OTLPLogExporter"),
+}
+"""Module and class of each signal's OTLP exporter, under ``...otlp.proto.{grpc,http}``."""
 
 
-def _otlp_metric_exporter(settings: VoiceobsSettings) -> MetricExporter:
-    if _check_protocol("metrics") == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # type: ignore[assignment]
-            OTLPMetricExporter,
-        )
-    return OTLPMetricExporter(**_otlp_kwargs("metrics", settings))
-
-
-def _otlp_log_exporter(settings: VoiceobsSettings) -> LogRecordExporter:
-    if _check_protocol("logs") == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import (  # type: ignore[assignment]
-            OTLPLogExporter,
-        )
-    return OTLPLogExporter(**_otlp_kwargs("logs", settings))
+def _otlp_exporter(signal: str, settings: VoiceobsSettings) -> Any:
+    """The SDK's OTLP exporter for ``signal`` in the protocol the environment asks for; it
+    reads endpoint, headers, TLS and compression from the ``OTEL_EXPORTER_OTLP_*`` variables."""
+    module, name = _OTLP_EXPORTERS[signal]
+    transport = "grpc" if _check_protocol(signal) == "grpc" else "http"
+    exporter = getattr(
+        importlib.import_module(f"opentelemetry.exporter.otlp.proto.{transport}.{module}"), name
+    )
+    return exporter(**_otlp_kwargs(signal, settings))
 
 
 def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -> Instrumentation:
@@ -448,7 +437,7 @@ def _init_tracing(
         resource=resource, id_generator=ids, span_limits=limits, shutdown_on_exit=False
     )
     exporter: SpanExporter = GuardedSpanExporter(
-        exporters.span or _otlp_span_exporter(settings), count_failure
+        exporters.span or _otlp_exporter("traces", settings), count_failure
     )
     if redactor.active:
         exporter = RedactingSpanExporter(exporter, redactor)
@@ -468,7 +457,7 @@ def _init_metrics(
         interval = os.environ.get("OTEL_METRIC_EXPORT_INTERVAL")
         readers.append(
             PeriodicExportingMetricReader(
-                GuardedMetricExporter(_otlp_metric_exporter(settings), count_failure),
+                GuardedMetricExporter(_otlp_exporter("metrics", settings), count_failure),
                 export_interval_millis=float(interval)
                 if interval
                 else settings.metric_export_interval_ms,
@@ -498,7 +487,7 @@ def _init_logging(
 ) -> LoggerProvider:
     provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
     exporter: LogRecordExporter = GuardedLogExporter(
-        exporters.log or _otlp_log_exporter(settings), count_failure
+        exporters.log or _otlp_exporter("logs", settings), count_failure
     )
     if redactor.active:
         exporter = RedactingLogExporter(exporter, redactor)
