@@ -59,6 +59,9 @@ class VoiceobsSettings(BaseSettings):
     queue_size: int = Field(default=20000, ge=100, le=1_000_000)
     """Voice events waiting to become spans and metric points; beyond it they are counted
     as dropped, never blocking the engine."""
+    call_expiry_s: float = Field(default=14400.0, gt=0, le=7 * 86400)
+    """A call whose end never arrives is closed after this long (status ``abandoned``,
+    counted), so its state is released and it stops counting as active."""
 
     tenants: CsvList = ()
     """Allowed ``tenant`` label values; empty means the first ``label_limit`` seen."""
