@@ -16,24 +16,24 @@ MONITOR_SYNC := $(MONITOR_COMPOSE_FILE) collector jaeger loki prometheus/rules a
 PROFILES ?=
 # With the tempo profile, traces go to Tempo as well as Jaeger (collector/config.yaml).
 comma := ,
-export VOICEOBS_TRACE_EXPORTERS ?= [otlp_grpc/jaeger$(if $(filter tempo,$(PROFILES)),$(comma) otlp_grpc/tempo)]
+export VOICEOBS_STACK_TRACE_EXPORTERS ?= [otlp_grpc/jaeger$(if $(filter tempo,$(PROFILES)),$(comma) otlp_grpc/tempo)]
 REMOTE ?=
 REMOTE_DIR ?= voiceobs
 SSH ?= ssh
 RSYNC ?= rsync -az --delete --relative --exclude=secrets/
-VOICEOBS_BIND ?= 127.0.0.1
-VOICEOBS_SECRETS_DIR ?= .state/secrets
+VOICEOBS_STACK_BIND ?= 127.0.0.1
+VOICEOBS_STACK_SECRETS_DIR ?= .state/secrets
 SERVICE ?=
 FOLLOW ?=
 TAIL ?= 200
 
 # Where the published ports answer (0.0.0.0 is reached through loopback).
-MONITOR_HOST := $(if $(filter 0.0.0.0,$(VOICEOBS_BIND)),127.0.0.1,$(VOICEOBS_BIND))
+MONITOR_HOST := $(if $(filter 0.0.0.0,$(VOICEOBS_STACK_BIND)),127.0.0.1,$(VOICEOBS_STACK_BIND))
 MONITOR_PROFILE_FLAGS := $(foreach p,$(PROFILES),--profile $(p))
 MONITOR_ALL_PROFILES := --profile tempo --profile probes --profile host
-MONITOR_DC = VOICEOBS_BIND=$(VOICEOBS_BIND) VOICEOBS_SECRETS_DIR=$(VOICEOBS_SECRETS_DIR) \
+MONITOR_DC = VOICEOBS_STACK_BIND=$(VOICEOBS_STACK_BIND) VOICEOBS_STACK_SECRETS_DIR=$(VOICEOBS_STACK_SECRETS_DIR) \
 	docker compose -p $(MONITOR_PROJECT) -f $(MONITOR_COMPOSE_FILE)
-MONITOR_GRAFANA_AUTH = -u "$${GRAFANA_ADMIN_USER:-admin}:$${GRAFANA_ADMIN_PASSWORD:-$$(cat $(VOICEOBS_SECRETS_DIR)/grafana_admin_password)}"
+MONITOR_GRAFANA_AUTH = -u "$${GRAFANA_ADMIN_USER:-admin}:$${GRAFANA_ADMIN_PASSWORD:-$$(cat $(VOICEOBS_STACK_SECRETS_DIR)/grafana_admin_password)}"
 
 # Prometheus' addresses inside the compose network (the template's defaults are native).
 MONITOR_RENDER_ENV := COLLECTOR_TELEMETRY_TARGET=collector:8888 PROMETHEUS_TARGET=localhost:9090 \
@@ -54,11 +54,11 @@ endif
 
 # Secrets are created where the stack runs; Grafana gets a random admin password (never a
 # default). The directory is private; the files stay readable by the containers' users.
-MONITOR_SECRETS_CMD = mkdir -p $(VOICEOBS_SECRETS_DIR)/alertmanager && \
-	chmod 700 $(VOICEOBS_SECRETS_DIR) && chmod 755 $(VOICEOBS_SECRETS_DIR)/alertmanager && \
-	{ test -s $(VOICEOBS_SECRETS_DIR)/grafana_admin_password || \
-	head -c 24 /dev/urandom | base64 > $(VOICEOBS_SECRETS_DIR)/grafana_admin_password; } && \
-	chmod 644 $(VOICEOBS_SECRETS_DIR)/grafana_admin_password
+MONITOR_SECRETS_CMD = mkdir -p $(VOICEOBS_STACK_SECRETS_DIR)/alertmanager && \
+	chmod 700 $(VOICEOBS_STACK_SECRETS_DIR) && chmod 755 $(VOICEOBS_STACK_SECRETS_DIR)/alertmanager && \
+	{ test -s $(VOICEOBS_STACK_SECRETS_DIR)/grafana_admin_password || \
+	head -c 24 /dev/urandom | base64 > $(VOICEOBS_STACK_SECRETS_DIR)/grafana_admin_password; } && \
+	chmod 644 $(VOICEOBS_STACK_SECRETS_DIR)/grafana_admin_password
 
 monitor-render: ## Render .state/docker/ (Prometheus config + profile scrape jobs) without starting
 	$(call monitor_do,mkdir -p $(MONITOR_STATE)/prometheus/rules $(MONITOR_STATE)/prometheus/scrape.d)
@@ -76,7 +76,7 @@ endif
 monitor-up: monitor-render ## Start the Docker monitoring stack (REMOTE=user@host, PROFILES="tempo probes host", DRY_RUN=1)
 	$(call monitor_do,$(call monitor_at,$(MONITOR_SECRETS_CMD)))
 	$(call monitor_do,$(call monitor_at,$(strip $(MONITOR_DC) $(MONITOR_PROFILE_FLAGS)) up -d --remove-orphans))
-	$(if $(filter 1,$(DRY_RUN)),,@echo "Grafana: http://$(MONITOR_HOST):3000 (user $${GRAFANA_ADMIN_USER:-admin}, password in $(VOICEOBS_SECRETS_DIR)/grafana_admin_password$(if $(REMOTE), on $(REMOTE)))")
+	$(if $(filter 1,$(DRY_RUN)),,@echo "Grafana: http://$(MONITOR_HOST):3000 (user $${GRAFANA_ADMIN_USER:-admin}, password in $(VOICEOBS_STACK_SECRETS_DIR)/grafana_admin_password$(if $(REMOTE), on $(REMOTE)))")
 
 monitor-down: ## Stop the Docker monitoring stack; data volumes are kept (the engine is not touched)
 	$(call monitor_do,$(call monitor_at,$(MONITOR_DC) $(MONITOR_ALL_PROFILES) down))

@@ -14,15 +14,15 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-STATE_DIR_ENV = "VOICEOBS_STATE_DIR"
+STATE_DIR_ENV = "VOICEOBS_STACK_STATE_DIR"
 """Directory for all data, logs and generated config (default: ``<repo>/.state``)."""
 
 TIMEOUT_ENV = "VOICEOBS_STACK_TIMEOUT"
 """Seconds to wait for each service to become ready (default 90)."""
 
-# Retention, shared with the Docker stack: VOICEOBS_METRICS_RETENTION (15d),
-# VOICEOBS_METRICS_RETENTION_SIZE (5GB), VOICEOBS_TRACE_RETENTION (-> JAEGER_TRACE_TTL,
-# 168h) and VOICEOBS_LOG_RETENTION (-> LOKI_RETENTION, 168h).
+# Retention, shared with the Docker stack: VOICEOBS_STACK_METRICS_RETENTION (15d),
+# VOICEOBS_STACK_METRICS_RETENTION_SIZE (5GB), VOICEOBS_STACK_TRACE_RETENTION (-> JAEGER_TRACE_TTL,
+# 168h) and VOICEOBS_STACK_LOG_RETENTION (-> LOKI_RETENTION, 168h).
 
 LOOPBACK = "127.0.0.1"
 
@@ -137,12 +137,12 @@ def load(environ: Mapping[str, str] | None = None, repo: Path = REPO_ROOT) -> St
     env.setdefault("JAEGER_BADGER_DIR", str(state_dir / "jaeger" / "badger"))
     env.setdefault("LOKI_DATA_DIR", str(state_dir / "loki"))
     # Retention: the same VOICEOBS_* knobs as the Docker stack.
-    if base.get("VOICEOBS_TRACE_RETENTION"):
-        env.setdefault("JAEGER_TRACE_TTL", base["VOICEOBS_TRACE_RETENTION"])
-    if base.get("VOICEOBS_LOG_RETENTION"):
-        env.setdefault("LOKI_RETENTION", base["VOICEOBS_LOG_RETENTION"])
-    env.setdefault("VOICEOBS_METRICS_RETENTION", "15d")
-    env.setdefault("VOICEOBS_METRICS_RETENTION_SIZE", "5GB")
+    if base.get("VOICEOBS_STACK_TRACE_RETENTION"):
+        env.setdefault("JAEGER_TRACE_TTL", base["VOICEOBS_STACK_TRACE_RETENTION"])
+    if base.get("VOICEOBS_STACK_LOG_RETENTION"):
+        env.setdefault("LOKI_RETENTION", base["VOICEOBS_STACK_LOG_RETENTION"])
+    env.setdefault("VOICEOBS_STACK_METRICS_RETENTION", "15d")
+    env.setdefault("VOICEOBS_STACK_METRICS_RETENTION_SIZE", "5GB")
     # Where the Collector sends, following the backends' listeners.
     env.setdefault("JAEGER_OTLP_ENDPOINT", listener("jaeger", "OTLP/gRPC receiver").hostport(env))
     env.setdefault(

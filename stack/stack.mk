@@ -1,5 +1,5 @@
 # Native monitoring stack (no Docker): included by the top-level Makefile.
-# State (data, logs, generated configs) goes to $(VOICEOBS_STATE_DIR), default .state/.
+# State (data, logs, generated configs) goes to $(VOICEOBS_STACK_STATE_DIR), default .state/.
 # Binaries are cached in ${XDG_CACHE_HOME:-~/.cache}/voiceobs/bin/.
 .PHONY: stack-build stack-up stack-down stack-status stack-logs
 

@@ -56,7 +56,9 @@ def _closed_port() -> int:
 
 @pytest.mark.parametrize(("where", "code"), _examples(), ids=[w for w, _ in _examples()])
 def test_code_example_runs(where: str, code: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOICEOBS_", "OTEL_"))}
+    # Built from nothing but PATH: the examples assert default behaviour (enabled, OTLP to a
+    # closed port), which the machine's own VOICEOBS_* or OTEL_* settings could change.
+    env = {"PATH": os.environ["PATH"]}
     env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{_closed_port()}"  # nobody listens
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60

@@ -119,9 +119,18 @@ class VoiceobsSettings(BaseSettings):
     @classmethod
     def load(cls, **overrides: object) -> VoiceobsSettings:
         """Read the environment, raising :class:`SettingsError` that names every bad variable
-        (unknown ``VOICEOBS_*`` names too, so a typo does not pass silently)."""
+        (unknown ``VOICEOBS_*`` names too, so a typo does not pass silently).
+
+        ``VOICEOBS_STACK_*`` is reserved for the monitoring stack's own knobs (bind address,
+        state and secrets dirs, retention, trace exporters), which ``make`` exports into the
+        engine's environment too; the library ignores that prefix and owns no field in it."""
         known = {f"{ENV_PREFIX}{name.upper()}" for name in cls.model_fields}
-        unknown = sorted(n for n in os.environ if n.startswith(ENV_PREFIX) and n not in known)
+        stack_prefix = f"{ENV_PREFIX}STACK_"
+        unknown = sorted(
+            n
+            for n in os.environ
+            if n.startswith(ENV_PREFIX) and not n.startswith(stack_prefix) and n not in known
+        )
         if unknown:
             raise SettingsError(
                 f"unknown voiceobs setting(s) {', '.join(unknown)}; "

@@ -103,9 +103,10 @@ def prometheus_with_demo_data(tmp_path_factory: pytest.TempPathFactory) -> Itera
     }
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
     prom_url = f"http://127.0.0.1:{p['prom']}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "VOICEOBS_"))}
+    # This Collector is built from nothing but PATH: every address it uses is this test's
+    # own, and a machine's stack settings (VOICEOBS_STACK_*, COLLECTOR_*) must not move it.
     collector_env = {
-        **env,
+        "PATH": os.environ["PATH"],
         "COLLECTOR_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{p['grpc']}",
         "COLLECTOR_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{p['http']}",
         "COLLECTOR_PROMETHEUS_ENDPOINT": f"127.0.0.1:{p['scrape']}",
@@ -135,8 +136,8 @@ def prometheus_with_demo_data(tmp_path_factory: pytest.TempPathFactory) -> Itera
     try:
         assert _wait(lambda: _get(f"{prom_url}/api/v1/status/buildinfo") is not None, 30)
         assert _wait(lambda: _get(f"http://127.0.0.1:{p['health']}/") is not None, 30)
-        demo_env = {
-            **env,
+        demo_env = {  # the user's environment as it is, plus where this run's telemetry goes
+            **os.environ,
             "OTEL_SERVICE_NAME": SERVICE,
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{p['grpc']}",
             "VOICEOBS_METRIC_EXPORT_INTERVAL_MS": "1000",

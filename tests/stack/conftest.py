@@ -33,7 +33,7 @@ def stack_settings(
 ) -> StackSettings:
     """Settings for a throw-away state dir (rendered configs live there)."""
     state = tmp_path_factory.mktemp("state")
-    settings = load({**os.environ, "VOICEOBS_STATE_DIR": str(state)})
+    settings = load({**os.environ, "VOICEOBS_STACK_STATE_DIR": str(state)})
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     control.render_configs(settings)
     return settings

@@ -84,7 +84,9 @@ class DemoRun:
 
 
 def run_demo(stack: StackSettings, service: str, out: Path, *extra: str) -> DemoRun:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "VOICEOBS_"))}
+    # The user's environment as it is (make exports the stack's VOICEOBS_STACK_* knobs into
+    # it), plus where this run's telemetry goes and under which name.
+    env = dict(os.environ)
     env.update(
         OTEL_SERVICE_NAME=service,
         OTEL_EXPORTER_OTLP_ENDPOINT=stack.url("collector", "OTLP/gRPC receiver"),

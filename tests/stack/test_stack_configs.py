@@ -37,10 +37,13 @@ def test_collector_config_with_tempo_as_second_trace_backend_validates(
     """What the Docker stack's tempo profile sets (monitor.mk, compose.monitoring.yml)."""
     svc = next(s for s in services(stack_settings) if s.name == "collector")
     assert svc.validate is not None
-    env = {**stack_settings.env, "VOICEOBS_TRACE_EXPORTERS": "[otlp_grpc/jaeger, otlp_grpc/tempo]"}
+    env = {
+        **stack_settings.env,
+        "VOICEOBS_STACK_TRACE_EXPORTERS": "[otlp_grpc/jaeger, otlp_grpc/tempo]",
+    }
     proc = subprocess.run(svc.validate, env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    env["VOICEOBS_TRACE_EXPORTERS"] = "[otlp_grpc/tempo, otlp_grpc/nowhere]"
+    env["VOICEOBS_STACK_TRACE_EXPORTERS"] = "[otlp_grpc/tempo, otlp_grpc/nowhere]"
     proc = subprocess.run(svc.validate, env=env, capture_output=True, text=True, check=False)
     assert proc.returncode != 0 and "otlp_grpc/nowhere" in proc.stdout + proc.stderr
 
