@@ -7,6 +7,7 @@ read by the OpenTelemetry SDK itself.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -77,8 +78,10 @@ class VoiceobsSettings(BaseSettings):
     redact_phone_numbers: bool = True
     redact_emails: bool = True
     redact_card_numbers: bool = True
-    redact_patterns: CsvList = ()
-    """Extra regular expressions whose matches are redacted from spans and logs."""
+    redact_patterns: Annotated[tuple[str, ...], NoDecode] = ()
+    """Extra regular expressions (Python syntax) whose matches are redacted from spans and
+    logs, given as a JSON list: ``["ACCT-\\d{6,10}", "IBAN [A-Z]{2}[0-9]{2}"]``. Not a
+    comma-separated list: a comma is part of a regular expression (``{6,10}``)."""
     export_transcripts: bool = False
     """Attach (redacted) transcripts and LLM responses to spans. Off by default."""
     max_text_length: int = Field(default=512, ge=16, le=8192)
@@ -94,20 +97,30 @@ class VoiceobsSettings(BaseSettings):
         "pipelines",
         "providers",
         "models",
-        "redact_patterns",
         "excluded_urls",
         mode="before",
     )(_split_csv)
 
-    @field_validator("redact_patterns")
+    @field_validator("redact_patterns", mode="before")
     @classmethod
-    def _patterns_compile(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _patterns_json(cls, value: object) -> tuple[str, ...]:
+        """Parse the JSON list and compile each pattern, so a bad one stops start-up."""
+        example = 'e.g. ["ACCT-\\\\d{6,10}"] (each backslash doubled inside JSON)'
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else []
+            except json.JSONDecodeError as exc:
+                raise ValueError(
+                    f"not a JSON list of regular expressions, {example}: {exc}"
+                ) from None
+        if not isinstance(value, (list, tuple)) or not all(isinstance(p, str) for p in value):
+            raise ValueError(f"give a JSON list of strings, {example}")
         for pattern in value:
             try:
                 re.compile(pattern)
             except re.error as exc:
-                raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from exc
-        return value
+                raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
+        return tuple(value)
 
     @field_validator("rate_card_path")
     @classmethod
