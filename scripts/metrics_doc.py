@@ -32,6 +32,13 @@ record, and every exemplar of the histograms (exemplar labels `trace_id`, `span_
 `voice_call_id`). Label values come from bounded sets: allow-lists (`VOICEOBS_TENANTS`,
 `VOICEOBS_PIPELINES`, `VOICEOBS_PROVIDERS`, `VOICEOBS_MODELS`) or, without one, the first
 `VOICEOBS_LABEL_LIMIT` (50) values seen; anything else becomes `other`.
+
+Prometheus names are what the Collector's remote write makes of the instrument's name, unit
+and type (OpenTelemetry → Prometheus translation): the unit's suffix (`s` → `_seconds`,
+`By` → `_bytes`), `_total` for counters, and `_ratio` for a gauge of unit `1`. So no voiceobs
+instrument uses unit `1`: dimensionless values carry an annotation unit (`{state}`, `{call}`),
+which adds no suffix. `tests/test_prometheus_names.py` applies these rules to every metric
+below, and `tests/stack/test_contract_live.py` finds each name with data in a live Prometheus.
 """
 
 ENGINE = {

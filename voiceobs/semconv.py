@@ -230,7 +230,7 @@ PROVIDER_REQUESTS = MetricSpec(
     (L_PROVIDER, L_COMPONENT, L_OUTCOME), "Provider requests by outcome.",
 )  # fmt: skip
 CIRCUIT_STATE = MetricSpec(
-    "voice.provider.circuit_state", "voice_provider_circuit_state", "gauge", "1",
+    "voice.provider.circuit_state", "voice_provider_circuit_state", "gauge", "{state}",
     (L_PROVIDER,), "Circuit breaker: 0 closed, 1 half-open, 2 open.",
 )  # fmt: skip
 TELEMETRY_DROPPED = MetricSpec(
