@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 
 import pytest
@@ -10,6 +11,7 @@ from fastapi.testclient import TestClient
 from tests.conftest import Telemetry, make_telemetry
 from voiceobs import semconv as sc
 from voiceobs.cli import main
+from voiceobs.cost import example_rate_card_path
 from voiceobs.demo.engine import create_app
 from voiceobs.demo.runner import run_demo
 from voiceobs.demo.simulator import SimOptions
@@ -88,6 +90,7 @@ def _free_port() -> int:
 def test_demo_runs_happily_when_no_collector_listens(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "voiceobs-demo-test")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{_free_port()}")
     options = SimOptions(calls=12, duration_s=30, rate=50, concurrency=6, seed=5)
     report = run_demo(options, port=_free_port(), speed=200)
@@ -113,3 +116,57 @@ def test_cli_names_the_bad_option(
 ) -> None:
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_demo_fails_when_its_telemetry_reaches_no_collector(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``make demo`` must stop when the demo fed nothing to the stack it just started."""
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "voiceobs-demo-test")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("VOICEOBS_SHUTDOWN_TIMEOUT_S", "1")
+    argv = ["demo", "--calls", "2", "--rate", "50", "--speed", "200", "--port", str(_free_port())]
+    assert main(argv) == 1
+    assert "telemetry did not reach the collector" in capsys.readouterr().err
+
+
+def test_a_short_demo_exercises_every_contract_metric() -> None:
+    """Twenty seconds of demo traffic show every metric the dashboards and alerts use:
+    breakers open, half-open and closed again, streams restart, a late event is dropped and
+    counted, calls cost money. Only export failures need a Collector that fails."""
+    t = make_telemetry(rate_card_path=example_rate_card_path())
+    now = [0.0]  # the demo's real-time clock, moved by hand: 0.5 s per turn, 20 s in all
+    try:
+        client = TestClient(create_app(t.obs, seed=11, speed=1000, clock=lambda: now[0]))
+        client.post("/v1/calls", json={"call_id": "still-on-the-line"})
+        calls = itertools.count()
+        on_line: dict[str, tuple[str, int]] = {}  # one call at a time per pipeline
+        while now[0] < 20:
+            for pipeline in ("support-en", "sales-premium", "booking-fast"):
+                if pipeline not in on_line:
+                    call_id = f"short-{next(calls)}"
+                    client.post("/v1/calls", json={"call_id": call_id, "pipeline": pipeline})
+                    on_line[pipeline] = (call_id, 0)
+                call_id, turns = on_line[pipeline]
+                reply = client.post(f"/v1/calls/{call_id}/turns", json={"utterance": "hello"})
+                now[0] += 0.5
+                on_line[pipeline] = (call_id, turns + 1)
+                if reply.status_code == 503:  # the engine ended the call
+                    del on_line[pipeline]
+                elif turns + 1 == 4:
+                    client.post(f"/v1/calls/{call_id}/hangup", json={"status": "completed"})
+                    del on_line[pipeline]
+        metrics = t.metrics()
+        bodies = [str(r.log_record.body) for r in t.logs.get_finished_logs()]
+    finally:
+        t.obs.shutdown()
+    unexercised = {
+        spec.name
+        for spec in sc.VOICE_METRICS
+        if spec.name not in metrics or not list(metrics[spec.name].data.data_points)
+    }
+    assert unexercised == {sc.TELEMETRY_EXPORT_FAILURES.name}
+    for state in ("open", "half_open", "closed"):
+        assert f"circuit breaker of groq is now {state}" in bodies
+    dropped = metrics[sc.TELEMETRY_DROPPED.name].data.data_points
+    assert {p.attributes[sc.L_REASON] for p in dropped} == {"unknown_call"}

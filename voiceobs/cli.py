@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             call_prefix=args.prefix,
         )
-        run_demo(
+        report = run_demo(
             options,
             port=args.port,
             speed=args.speed,
@@ -99,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, SettingsError) as exc:
         print(f"voiceobs: {exc}", file=sys.stderr)
         return 2
+    if not report.flushed:  # the demo's purpose is to feed the stack: say it did not
+        print("voiceobs demo: telemetry did not reach the collector", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -16,6 +16,7 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import FastAPI, HTTPException
@@ -28,12 +29,21 @@ from voiceobs.voice import Call, Turn
 log = logging.getLogger("voiceobs.demo.engine")
 
 OUTAGE_PROVIDER = "groq"
-OUTAGE_EVERY_S = 180.0
-OUTAGE_START_S = 30.0
-OUTAGE_LENGTH_S = 20.0
-"""The demo's recurring incident: one provider fails for a while, tripping its breaker."""
+OUTAGE_EVERY_S = 60.0
+OUTAGE_START_S = 3.0
+OUTAGE_LENGTH_S = 6.0
+"""The demo's recurring incident, in seconds since the engine started (real time, whatever
+the speed, so someone watching the dashboards sees it): one provider fails for a while, so
+its breaker opens, goes half-open after the cool-down and closes again once the provider
+answers; early enough that even a 20-second demo shows every breaker state."""
 
 RESTART_REASONS = ("timeout", "network", "provider_reset")
+RESTART_EVERY_TURNS = 20
+"""Every so many turns one STT stream restarts (on top of the random ones), so a short demo
+still has restarts to show."""
+LATE_EVENT_EVERY_CALLS = 10
+"""Every so many calls the gateway's ``turn.started`` webhook arrives after hang-up; the
+event adapter rejects it (``unknown_call``) and counts it in the dropped-telemetry metric."""
 
 
 class StartCall(BaseModel):
@@ -64,15 +74,24 @@ class DemoEngine:
     """Simulated STT → LLM → TTS turns, reported through the voice API."""
 
     def __init__(
-        self, obs: Instrumentation, *, seed: int = 0, speed: float = 1.0, slowdown: float = 1.0
+        self,
+        obs: Instrumentation,
+        *,
+        seed: int = 0,
+        speed: float = 1.0,
+        slowdown: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.obs = obs
         self.seed = seed
         self.speed = speed
         self.slowdown = slowdown
-        self.started = time.time()
+        self.clock = clock  # real seconds, for the outage and the breakers
+        self.started = clock()
         self.calls: dict[str, _CallState] = {}
         self.breakers: dict[str, CircuitBreaker] = {}
+        self.turns_started = 0
+        self.calls_ended = 0
 
     def start_call(self, request: StartCall) -> _CallState:
         pipeline = PIPELINES.get(request.pipeline)
@@ -98,10 +117,10 @@ class DemoEngine:
     def _breaker(self, provider: str) -> CircuitBreaker:
         return self.breakers.setdefault(provider, CircuitBreaker())
 
-    def _fails(self, model: ProviderModel, rng: random.Random, at: float) -> str | None:
-        """The error a request to ``model`` at virtual time ``at`` ends with, if any."""
+    def _fails(self, model: ProviderModel, rng: random.Random, elapsed: float) -> str | None:
+        """The error a request to ``model`` made ``elapsed`` s into the demo ends with, if any."""
         in_outage = model.provider == OUTAGE_PROVIDER and (
-            0 <= (at - self.started) % OUTAGE_EVERY_S - OUTAGE_START_S < OUTAGE_LENGTH_S
+            0 <= elapsed % OUTAGE_EVERY_S - OUTAGE_START_S < OUTAGE_LENGTH_S
         )
         if in_outage or rng.random() < model.error_rate:
             return "timeout" if rng.random() < 0.4 else "error"
@@ -112,18 +131,21 @@ class DemoEngine:
     ) -> tuple[float, str | None]:
         """One provider request as a stage; returns (time of first output, error)."""
         breaker = self._breaker(model.provider)
+        elapsed = self.clock() - self.started
         before = breaker.state
-        if not breaker.allow(start):
+        allowed = breaker.allow(elapsed)
+        before = self._report_breaker(model.provider, before, breaker.state)
+        if not allowed:
             return start, "circuit_open"
         stage = turn.stage(model.component, model.provider, model.model, at=start)  # type: ignore[arg-type]
-        error = self._fails(model, rng, start)
+        error = self._fails(model, rng, elapsed)
         slow = self.slowdown if model.component == "llm" else 1.0
         first = start + model.draw_latency(rng, slow)
         if error is not None:
             stage.fail(error)
             end = first if error == "error" else start + 2.0
             stage.end(at=end)
-            breaker.record(False, end)
+            breaker.record(False, elapsed)
             log.warning("%s %s request failed: %s", model.component, model.provider, error)
         else:
             stage.first_chunk(at=first)
@@ -132,11 +154,16 @@ class DemoEngine:
                 stage.end(at=first + model.stream_s * rng.uniform(0.6, 1.4))
             else:
                 stage.end(at=first + rng.uniform(0.2, 0.6))
-            breaker.record(True, first)
-        if breaker.state != before:
-            self.obs.circuit_state(model.provider, breaker.state)
-            log.warning("circuit breaker of %s is now %s", model.provider, breaker.state)
+            breaker.record(True, elapsed)
+        self._report_breaker(model.provider, before, breaker.state)
         return first, error
+
+    def _report_breaker(self, provider: str, before: str, after: str) -> str:
+        """Report a breaker's change of state (every one: open, half-open and closed)."""
+        if after != before:
+            self.obs.circuit_state(provider, after)
+            log.warning("circuit breaker of %s is now %s", provider, after)
+        return after
 
     async def run_turn(self, state: _CallState, utterance: str) -> dict[str, object]:
         call, pipe, rng = state.call, state.pipeline, state.rng
@@ -153,7 +180,8 @@ class DemoEngine:
 
             stt = turn.stt(pipe.stt.provider, pipe.stt.model, at=t0)
             stt.usage(audio_seconds=speech_s)
-            if rng.random() < 0.04:
+            self.turns_started += 1
+            if self.turns_started % RESTART_EVERY_TURNS == 1 or rng.random() < 0.04:
                 call.stream_restart(
                     pipe.stt.provider, "stt", rng.choice(RESTART_REASONS), at=t0 + speech_s / 2
                 )
@@ -227,15 +255,23 @@ class DemoEngine:
             status=request.status,
             failure_reason=request.failure_reason,
         )
+        self.calls_ended += 1
+        if self.calls_ended % LATE_EVENT_EVERY_CALLS == 1:
+            self.obs.events.handle({"type": "turn.started", "call_id": call_id})
         return call
 
 
 def create_app(
-    obs: Instrumentation, *, seed: int = 0, speed: float = 1.0, slowdown: float = 1.0
+    obs: Instrumentation,
+    *,
+    seed: int = 0,
+    speed: float = 1.0,
+    slowdown: float = 1.0,
+    clock: Callable[[], float] = time.monotonic,
 ) -> FastAPI:
-    """The demo engine's FastAPI app, instrumented by ``obs``."""
+    """The demo engine's FastAPI app, instrumented by ``obs`` (``clock``: see DemoEngine)."""
     app = FastAPI(title="voiceobs demo engine")
-    engine = DemoEngine(obs, seed=seed, speed=speed, slowdown=slowdown)
+    engine = DemoEngine(obs, seed=seed, speed=speed, slowdown=slowdown, clock=clock)
     app.state.engine = engine
 
     @app.get("/healthz")

@@ -84,7 +84,7 @@ class CircuitBreaker:
     """closed → open after ``threshold`` consecutive failures; half-open after ``cooldown_s``."""
 
     threshold: int = 3
-    cooldown_s: float = 20.0
+    cooldown_s: float = 4.0
     state: str = "closed"
     failures: int = 0
     opened_at: float = field(default=0.0)

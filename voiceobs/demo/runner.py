@@ -95,6 +95,7 @@ def run_demo(
         thread.join(10)
         flushed = obs.shutdown()
         engine_log.removeHandler(counter)
+    report.flushed = flushed
     for call in report.calls:
         call.log_lines = counter.per_call[call.call_id]
     if json_path is not None:

@@ -75,6 +75,8 @@ class CallResult:
 class SimReport:
     calls: list[CallResult]
     seconds: float
+    flushed: bool = True
+    """Whether all telemetry reached the exporter at shutdown (set by the demo runner)."""
 
     @property
     def turns(self) -> int:
