@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
 
 from tests.conftest import Telemetry
 from voiceobs import semconv as sc
+from voiceobs.adapters import EVENT_FIELDS, MAX_OPEN_CALLS, REASONS, EventAdapter
 
 T0 = 1_800_000_000.0
 
@@ -61,7 +63,7 @@ def test_a_call_told_as_events_becomes_spans_and_metrics(telemetry: Telemetry) -
         ),
         ({"type": "call.exploded", "call_id": "x"}, "unknown_type", "call.exploded"),
         ({"type": "turn.started"}, "missing_field", "'call_id'"),
-        ({"type": "turn.started", "call_id": "nobody"}, "unknown_call", "has not started"),
+        ({"type": "turn.started", "call_id": "nobody"}, "unknown_call", "names no open call"),
         ({"type": "call.started", "call_id": "x", "ts": "yesterday"}, "bad_value", "'ts'"),
         ({"type": "call.started", "call_id": "x", "colour": "red"}, "unknown_field", "colour"),
         (
@@ -69,7 +71,24 @@ def test_a_call_told_as_events_becomes_spans_and_metrics(telemetry: Telemetry) -
             "missing_field",
             "'component'",
         ),
-        ({"type": "jitter.sample", "call_id": "x", "depth_s": -1}, "bad_value", "≥ 0"),
+        (
+            {"type": "jitter.sample", "call_id": "x", "depth_s": -1},
+            "bad_value",
+            "'depth_s' must be a number from 0",
+        ),
+        ({"type": "turn.started", "call_id": "x", "ts": float("nan")}, "bad_value", "'ts'"),
+        ({"type": "turn.started", "call_id": "x", "ts": 1e300}, "bad_value", "0 < ts < 9e+09"),
+        (
+            {"type": "stage.usage", "call_id": "x", "stage": "llm", "input_tokens": 2**70},
+            "bad_value",
+            "'input_tokens' must be an integer from 0 to 1e+12",
+        ),
+        (
+            {"type": "stage.usage", "call_id": "x", "stage": "llm", "audio_seconds": float("inf")},
+            "bad_value",
+            "'audio_seconds'",
+        ),
+        ({"type": "turn.ended", "call_id": "x", 1: 2, None: 3}, "unknown_field", "allowed"),
         ({"type": "provider.circuit", "provider": "p", "state": "melted"}, "bad_value", "melted"),
     ],
 )
@@ -109,3 +128,145 @@ def test_out_of_order_events_are_rejected_not_raised(telemetry: Telemetry) -> No
         "bad_value": 1,
         "duplicate_call": 1,
     }
+
+
+class FakeClock:
+    """The adapter's monotonic clock, moved by hand so expiry needs no sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _point(telemetry: Telemetry, metric: str, **labels: str) -> float:
+    points = telemetry.metrics()[metric].data.data_points
+    return sum(p.value for p in points if all(p.attributes.get(k) == v for k, v in labels.items()))
+
+
+def test_calls_whose_end_was_lost_expire_and_free_their_slots(telemetry: Telemetry) -> None:
+    clock = FakeClock()
+    adapter = EventAdapter(telemetry.obs, clock=clock)
+    expiry = telemetry.obs.settings.call_expiry_s
+    for n in range(MAX_OPEN_CALLS):  # call.ended lost for every one of them
+        assert adapter.handle({"type": "call.started", "call_id": f"lost-{n}", "ts": T0}).accepted
+    assert adapter.handle({"type": "call.started", "call_id": "new"}).reason == "too_many_calls"
+    clock.now += expiry
+    assert adapter.handle({"type": "call.started", "call_id": "new"}).accepted
+    assert (adapter.open_calls, adapter.expired) == (1, MAX_OPEN_CALLS)
+    abandoned = _point(telemetry, sc.CALLS.name, **{sc.L_STATUS: "abandoned"})
+    expired = _point(
+        telemetry, sc.TELEMETRY_DROPPED.name, **{sc.L_SIGNAL: "events", sc.L_REASON: "call_expired"}
+    )
+    assert (abandoned, expired) == (MAX_OPEN_CALLS, MAX_OPEN_CALLS)
+
+
+def test_a_call_expires_after_its_last_event_not_its_start(telemetry: Telemetry) -> None:
+    clock = FakeClock()
+    adapter = EventAdapter(telemetry.obs, clock=clock)
+    expiry = telemetry.obs.settings.call_expiry_s
+    for call_id in ("quiet", "busy"):
+        assert adapter.handle({"type": "call.started", "call_id": call_id, "ts": T0}).accepted
+    clock.now += expiry - 1
+    assert adapter.handle({"type": "turn.started", "call_id": "busy", "ts": T0 + 60}).accepted
+    clock.now += 1
+    assert adapter.handle({"type": "turn.started", "call_id": "quiet"}).reason == "unknown_call"
+    assert adapter.handle({"type": "call.ended", "call_id": "busy"}).accepted
+    assert adapter.expired == 1
+    quiet = telemetry.span(sc.SPAN_CALL, **{sc.CALL_ID: "quiet"})
+    assert quiet.attributes[sc.CALL_STATUS] == "abandoned"
+    assert quiet.end_time == quiet.start_time  # ends where it was last heard of, not hours on
+
+
+def stage(kind: str, stage_name: str, call_id: str = "p-1", **fields: Any) -> dict[str, Any]:
+    return {"type": kind, "call_id": call_id, "stage": stage_name, **fields}
+
+
+def test_parallel_stages_of_one_kind_are_told_apart_by_stage_id(telemetry: Telemetry) -> None:
+    adapter = telemetry.obs.events
+    results = [
+        adapter.handle(e)
+        for e in [
+            {"type": "call.started", "call_id": "p-1", "ts": T0},
+            {"type": "turn.started", "call_id": "p-1", "ts": T0},
+            stage("stage.started", "tool", ts=T0 + 1, stage_id="a", provider="weather"),
+            stage("stage.started", "tool", ts=T0 + 1, stage_id="b", provider="calendar"),
+            stage("stage.ended", "tool", ts=T0 + 2, stage_id="b"),
+            stage("stage.ended", "tool", ts=T0 + 4, stage_id="a", error="timeout"),
+            {"type": "call.ended", "call_id": "p-1", "ts": T0 + 5},
+        ]
+    ]
+    assert all(r.accepted for r in results), [r for r in results if not r.accepted]
+    tools = {s.attributes[sc.GEN_AI_TOOL_NAME]: s for s in telemetry.finished_spans()
+             if s.name.startswith(sc.SPAN_TOOL)}  # fmt: skip
+    durations = {name: (s.end_time - s.start_time) / 1e9 for name, s in tools.items()}
+    assert durations == {"weather": pytest.approx(3.0), "calendar": pytest.approx(1.0)}
+    assert tools["weather"].attributes[sc.ERROR_TYPE] == "timeout"
+
+
+def test_a_second_open_stage_without_id_is_rejected_not_replacing_the_first(
+    telemetry: Telemetry,
+) -> None:
+    adapter = telemetry.obs.events
+    for event in (
+        {"type": "call.started", "call_id": "p-1", "ts": T0},
+        {"type": "turn.started", "call_id": "p-1", "ts": T0},
+        stage("stage.started", "tool", ts=T0 + 1, provider="weather"),
+    ):
+        assert adapter.handle(event).accepted
+    second = adapter.handle(stage("stage.started", "tool", ts=T0 + 2, provider="calendar"))
+    assert (second.reason, "'stage_id'" in second.detail) == ("stage_already_open", True)
+    for event in (
+        stage("stage.ended", "tool", ts=T0 + 3),
+        stage("stage.usage", "tool", input_tokens=5),  # usage may come after the end
+        stage("stage.started", "tool", ts=T0 + 3, provider="calendar"),  # one after the other
+        stage("stage.ended", "tool", ts=T0 + 4),
+        {"type": "call.ended", "call_id": "p-1", "ts": T0 + 5},
+    ):
+        assert adapter.handle(event).accepted, event
+    tools = [s for s in telemetry.finished_spans() if s.name.startswith(sc.SPAN_TOOL)]
+    assert sorted((s.attributes[sc.GEN_AI_TOOL_NAME], s.start_time) for s in tools) == [
+        ("calendar", int((T0 + 3) * 1e9)),
+        ("weather", int((T0 + 1) * 1e9)),
+    ]
+    assert adapter.rejected == {"stage_already_open": 1}
+
+
+FUZZ_VALUES: list[Any] = [
+    None, True, 0, -1, 7, 2**70, 0.5, float("nan"), float("inf"), 1e300, T0, "", "x",
+    "stt", "tool", "completed", "open", [], {}, ["a"], {"k": 1},
+]  # fmt: skip
+PLAUSIBLE: list[Any] = ["stt", "llm", "tool", "a", "open", "completed", 7, 0.5]
+FUZZ_TYPES: list[Any] = [*EVENT_FIELDS, "call.exploded", None, 3]
+ALL_FIELDS = sorted({name for spec in EVENT_FIELDS.values() for name in spec})
+
+
+def fuzz_event(rng: random.Random) -> Any:
+    """A random event: mostly of a known type with that type's fields, any values."""
+    kind = rng.choice(FUZZ_TYPES)
+    spec = EVENT_FIELDS.get(kind, {}) if isinstance(kind, str) else {}
+    names = [*spec] if spec and rng.random() < 0.7 else [*ALL_FIELDS, "ts", 1, None]
+    event: dict[Any, Any] = {
+        name: rng.choice(PLAUSIBLE if rng.random() < 0.7 else FUZZ_VALUES)
+        for name in rng.sample(names, rng.randint(0, len(names)))
+    }
+    event.update(type=kind, call_id=rng.choice(["ev-1", "ev-2", "ev-1", "ev-2", 7, ""]))
+    if rng.random() < 0.05:
+        event["schema"] = rng.choice(["voiceobs.event/v1", "voiceobs.event/v2", None, 1])
+    return event if rng.random() < 0.98 else rng.choice([None, "call.started", [event]])
+
+
+def test_any_input_is_accepted_or_a_counted_rejection_naming_a_reason(
+    telemetry: Telemetry,
+) -> None:
+    rng = random.Random(8)
+    adapter = telemetry.obs.events
+    results = [adapter.handle(fuzz_event(rng)) for _ in range(5000)]  # none may raise
+    rejected = [r for r in results if not r.accepted]
+    for result in rejected:
+        assert result.reason in REASONS and result.reason != "internal_error", result
+        assert result.detail, result
+    assert len(rejected) < len(results)  # some got through to the voice API
+    assert sum(adapter.rejected.values()) == len(rejected)
+    assert _point(telemetry, sc.TELEMETRY_DROPPED.name, **{sc.L_SIGNAL: "events"}) == len(rejected)
