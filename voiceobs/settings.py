@@ -42,10 +42,10 @@ class VoiceobsSettings(BaseSettings):
     traces_enabled: bool = True
     metrics_enabled: bool = True
     logs_enabled: bool = True
-    service_version: str = "0.0.0"
-    """Reported as ``service.version`` unless OTEL_RESOURCE_ATTRIBUTES sets it."""
-    environment: str = "development"
-    """Reported as ``deployment.environment.name``."""
+    service_version: str | None = None
+    """Reported as ``service.version`` unless OTEL_RESOURCE_ATTRIBUTES sets it; unset, none."""
+    environment: str | None = None
+    """Reported as ``deployment.environment.name`` when set (OTEL_RESOURCE_ATTRIBUTES wins)."""
 
     metric_export_interval_ms: int = Field(default=5000, ge=200, le=60000)
     """How often metrics are pushed; short enough for live dashboards."""

@@ -7,6 +7,7 @@ from the standard ``OTEL_*`` variables, read by the SDK's own exporters and samp
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import logging
 import os
@@ -14,17 +15,19 @@ import platform
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry import _logs as logs_api
 from opentelemetry import metrics, trace
-from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
     MetricReader,
     PeriodicExportingMetricReader,
 )
@@ -52,7 +55,7 @@ from voiceobs.selftelemetry import (
     quiet_sdk_loggers,
 )
 from voiceobs.settings import VoiceobsSettings
-from voiceobs.voice import Call, now_ns
+from voiceobs.voice import Call, Moment, Parent, at_ns, now_ns
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -68,6 +71,26 @@ _PRIVATE_PROCESS_ATTRIBUTES = ("process.command", "process.command_args", "proce
 
 _lock = threading.Lock()
 _active: Instrumentation | None = None
+
+_SDK_ENVIRONMENT = {"OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED": "true"}
+"""Read by the SDK while it builds providers, processors and exporters: with it the SDK counts
+its own queue drops and export results. Set only while voiceobs builds its pipeline (unless
+the user set it), so the process environment stays the user's."""
+_environ_lock = threading.Lock()
+
+
+@contextmanager
+def _sdk_environment() -> Iterator[None]:
+    """:data:`_SDK_ENVIRONMENT` in ``os.environ`` for the block; restored exactly after."""
+    with _environ_lock:
+        added = [name for name in _SDK_ENVIRONMENT if name not in os.environ]
+        for name in added:
+            os.environ[name] = _SDK_ENVIRONMENT[name]
+        try:
+            yield
+        finally:
+            for name in added:
+                os.environ.pop(name, None)
 
 
 @dataclass
@@ -105,6 +128,8 @@ class Instrumentation:
         self.logger_provider = logger_provider
         self.emitter = emitter
         self._undo = undo
+        self.failed_exports = 0
+        """Batches that failed to export so far (all signals); ``force_flush`` watches it."""
         self._clock = now_ns
         self._apps: set[int] = set()
         self._adapter: EventAdapter | None = None
@@ -124,16 +149,19 @@ class Instrumentation:
         pipeline: str = "default",
         caller: str | None = None,
         direction: str = "inbound",
-        parent: Context | None = None,
-        at: float | None = None,
+        parent: Parent | None = None,
+        at: Moment | None = None,
     ) -> Call:
         """Start a call. Use it as a (async) context manager, or end it with ``end()``.
 
-        The call's span is the root of a new trace unless ``parent`` continues one.
+        The call's span is the root of a new trace unless ``parent`` (a Context, or a Span
+        whose trace it joins) continues one. ``at`` is Unix time in seconds or a
+        timezone-aware datetime. Anything else raises ``TypeError`` naming the argument
+        before the call starts.
         """
         if not self.settings.enabled:
             return cast(Call, DISABLED)
-        start = self._clock() if at is None else int(at * 1e9)
+        start = self._clock() if at is None else at_ns(at)
         return Call(
             self.emitter, call_id, tenant, pipeline, caller, direction, start, self._clock, parent
         )
@@ -172,13 +200,16 @@ class Instrumentation:
         _instrument_fastapi(app, self)
 
     def force_flush(self, timeout_s: float | None = None) -> bool:
-        """Send everything recorded so far; False if it did not finish in time."""
+        """Send everything recorded so far; False if it did not finish in time or a backend
+        refused it. Never raises and never waits past ``timeout_s`` (default from settings)."""
         deadline = time.monotonic() + (timeout_s or self.settings.shutdown_timeout_s)
+        failed_before = self.failed_exports
         ok = self.emitter.recorder.flush(_left(deadline))
-        for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
-            if provider is not None:
-                ok = bool(provider.force_flush(int(_left(deadline) * 1000))) and ok
-        return ok
+        providers = [
+            p for p in (self.tracer_provider, self.meter_provider, self.logger_provider) if p
+        ]
+        ok = _within(deadline, [partial(_flush, p, deadline) for p in providers]) and ok
+        return ok and self.failed_exports == failed_before
 
     def shutdown(self, timeout_s: float | None = None) -> bool:
         """Flush and close all signals within ``timeout_s`` (default from settings).
@@ -190,6 +221,7 @@ class Instrumentation:
         if self.is_shut_down:
             return True
         self.is_shut_down = True
+        atexit.unregister(self._at_exit)
         deadline = time.monotonic() + (timeout_s or self.settings.shutdown_timeout_s)
         ok = self.emitter.recorder.shutdown(_left(deadline) / 2)
         for undo in reversed(self._undo):
@@ -197,32 +229,58 @@ class Instrumentation:
         providers = [
             p for p in (self.tracer_provider, self.logger_provider, self.meter_provider) if p
         ]
-        threads = [
-            threading.Thread(
-                target=_close, args=(p, _left(deadline)), daemon=True, name="voiceobs-shutdown"
-            )
-            for p in providers
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(_left(deadline))
-            ok = ok and not thread.is_alive()
+        ok = _within(deadline, [partial(_close, p, deadline) for p in providers]) and ok
         with _lock:
             if _active is self:
                 _active = None
         return ok
+
+    def _at_exit(self) -> None:
+        """Registered with :mod:`atexit` until ``shutdown()``: an engine that exits without
+        calling it still sends its last seconds, within the same deadline."""
+        self.shutdown()
 
 
 def _left(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
 
 
-def _close(provider: Any, timeout_s: float) -> None:
+def _flush(provider: Any, deadline: float) -> bool:
+    return bool(provider.force_flush(int(_left(deadline) * 1000)))
+
+
+def _close(provider: Any, deadline: float) -> bool:
     try:
-        provider.force_flush(int(timeout_s * 1000))
+        return _flush(provider, deadline)
     finally:
         provider.shutdown()
+
+
+def _within(deadline: float, tasks: list[Callable[[], bool]]) -> bool:
+    """Run each task on its own daemon thread until ``deadline``; True if every one finished
+    in time and succeeded. A task still running is abandoned, so a dead collector never holds
+    the engine; an exception (the SDK raises on some flush timeouts) becomes False."""
+    results: list[bool] = []
+
+    def run(task: Callable[[], bool]) -> None:
+        try:
+            results.append(task())
+        except Exception as exc:
+            _log.debug("voiceobs: flush failed: %r", exc)
+            results.append(False)
+
+    threads = []
+    for task in tasks:
+        thread = threading.Thread(target=run, args=(task,), daemon=True, name="voiceobs-flush")
+        try:
+            thread.start()
+        except RuntimeError:  # the interpreter is finalising and starts no thread: run it here
+            run(task)
+            continue
+        threads.append(thread)
+    for thread in threads:
+        thread.join(_left(deadline))
+    return len(results) == len(tasks) and all(results)
 
 
 def setup_instrumentation(
@@ -236,11 +294,12 @@ def setup_instrumentation(
 
     A second call returns the instrumentation already set up (instrumenting ``app`` if it is
     new) instead of creating providers twice. ``set_global=False`` leaves the global
-    OpenTelemetry providers and the root logger alone (tests, libraries).
+    OpenTelemetry providers and the root logger alone and always builds a new, independent
+    instrumentation with the ``exporters`` given (tests, libraries).
     """
     global _active
     with _lock:
-        if _active is not None and not _active.is_shut_down:
+        if set_global and _active is not None and not _active.is_shut_down:
             if settings is not None and settings != _active.settings:
                 _log.warning("voiceobs: already set up; new settings ignored (shut down first)")
             if app is not None:
@@ -266,11 +325,14 @@ def build_resource(settings: VoiceobsSettings) -> Resource:
     ``OTEL_SERVICE_NAME`` win over voiceobs' defaults."""
     defaults: dict[str, str] = {
         "service.name": DEFAULT_SERVICE_NAME,
-        "service.version": settings.service_version,
-        "deployment.environment.name": settings.environment,
         "host.name": socket.gethostname(),
         "host.arch": platform.machine(),
     }
+    # Only what the user configured: an invented version or environment would mislead.
+    if settings.service_version is not None:
+        defaults["service.version"] = settings.service_version
+    if settings.environment is not None:
+        defaults["deployment.environment.name"] = settings.environment
     from_env = Resource.create({}).attributes  # service.instance.id, telemetry.sdk.*, OTEL_*
     explicit = set(_env_resource_keys())
     chosen = {k: v for k, v in defaults.items() if k not in explicit}
@@ -335,6 +397,54 @@ def _otlp_exporter(signal: str, settings: VoiceobsSettings) -> Any:
     return exporter(**_otlp_kwargs(signal, settings))
 
 
+EXPORTER_VARIABLES = {
+    "traces": "OTEL_TRACES_EXPORTER",
+    "metrics": "OTEL_METRICS_EXPORTER",
+    "logs": "OTEL_LOGS_EXPORTER",
+}
+"""The standard variables naming each signal's exporters: ``otlp`` (the default), ``console``
+or ``none``; a comma-separated list sends to several. Exporters passed in code win."""
+EXPORTER_NAMES = ("otlp", "console", "none")
+
+
+def exporter_names(signal: str) -> tuple[str, ...]:
+    """The exporters the environment asks for ``signal`` (empty for ``none``); a clear error
+    naming the variable for anything else."""
+    variable = EXPORTER_VARIABLES[signal]
+    raw = os.environ.get(variable, "")
+    names = tuple(dict.fromkeys(n.strip() for n in raw.split(",") if n.strip())) or ("otlp",)
+    unknown = [name for name in names if name not in EXPORTER_NAMES]
+    if unknown:
+        raise ValueError(
+            f"{variable}={raw!r}: unknown exporter {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(EXPORTER_NAMES)} (comma-separated for several)"
+        )
+    return tuple(name for name in names if name != "none")
+
+
+def _console_exporter(signal: str) -> Any:
+    from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+    kinds = {
+        "traces": ConsoleSpanExporter,
+        "metrics": ConsoleMetricExporter,
+        "logs": ConsoleLogRecordExporter,
+    }
+    return kinds[signal]()
+
+
+def _env_exporters(
+    signal: str, chosen: dict[str, tuple[str, ...]], settings: VoiceobsSettings
+) -> list[Any]:
+    """One exporter per name in ``chosen[signal]``."""
+    return [
+        _otlp_exporter(signal, settings) if name == "otlp" else _console_exporter(signal)
+        for name in chosen[signal]
+    ]
+
+
 def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -> Instrumentation:
     resource = build_resource(settings)
     rate_card = (
@@ -360,21 +470,39 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
             count(signal)
 
     if settings.enabled:
-        # The SDK counts its own queue drops and export results once given a meter provider.
-        os.environ.setdefault("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
-        os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
         _, unquiet = quiet_sdk_loggers()
         undo.append(unquiet)
-        if settings.metrics_enabled:
-            meter_provider, registry = _init_metrics(settings, resource, exporters, count_failure)
-        if settings.traces_enabled:
-            tracer_provider = _init_tracing(
-                settings, resource, exporters, redactor, ids, meter_provider, count_failure
-            )
-        if settings.logs_enabled:
-            logger_provider = _init_logging(
-                settings, resource, exporters, redactor, meter_provider, count_failure
-            )
+        chosen = {signal: exporter_names(signal) for signal in EXPORTER_VARIABLES}
+        with _sdk_environment():
+            if settings.metrics_enabled:
+                meter_provider, registry = _init_metrics(
+                    settings,
+                    resource,
+                    exporters.metric_readers,
+                    [] if exporters.metric_readers else _env_exporters("metrics", chosen, settings),
+                    count_failure,
+                )
+            if settings.traces_enabled:
+                tracer_provider = _init_tracing(
+                    settings,
+                    resource,
+                    [exporters.span]
+                    if exporters.span
+                    else _env_exporters("traces", chosen, settings),
+                    redactor,
+                    ids,
+                    meter_provider,
+                    count_failure,
+                )
+            if settings.logs_enabled:
+                logger_provider = _init_logging(
+                    resource,
+                    [exporters.log] if exporters.log else _env_exporters("logs", chosen, settings),
+                    redactor,
+                    meter_provider,
+                    count_failure,
+                )
+        if logger_provider is not None:
             log_handler = OtlpLogHandler(logger_provider, getattr(logging, settings.log_level))
             if set_global:
                 undo.append(_bridge_logging(log_handler, logging.getLogger()))
@@ -404,6 +532,7 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
         queue_size=settings.queue_size,
         export_text=settings.export_transcripts,
         max_text_length=settings.max_text_length,
+        call_expiry_s=settings.call_expiry_s,
     )
     meter.create_observable_gauge(
         sc.CALLS_OLDEST_AGE.name,
@@ -415,19 +544,29 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
         settings, resource, tracer_provider, meter_provider, logger_provider, emitter, undo
     )
     instrumentation.prometheus_registry = registry
+
+    def count_on_instrumentation(_: str) -> None:
+        instrumentation.failed_exports += 1
+
+    failures.append(count_on_instrumentation)
     instrumentation.log_handler = log_handler
+    if settings.enabled:
+        atexit.register(instrumentation._at_exit)
     return instrumentation
 
 
 def _init_tracing(
     settings: VoiceobsSettings,
     resource: Resource,
-    exporters: Exporters,
+    exporters: list[SpanExporter],
     redactor: Redactor,
     ids: PresetIdGenerator,
     meter_provider: MeterProvider | None,
     count_failure: Callable[[str], None],
-) -> TracerProvider:
+) -> TracerProvider | None:
+    """A tracer provider sending to each of ``exporters``; None when there is none."""
+    if not exporters:
+        return None
     limits = SpanLimits(
         max_span_attribute_length=None
         if os.environ.get("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT")
@@ -436,41 +575,44 @@ def _init_tracing(
     provider = TracerProvider(
         resource=resource, id_generator=ids, span_limits=limits, shutdown_on_exit=False
     )
-    exporter: SpanExporter = GuardedSpanExporter(
-        exporters.span or _otlp_exporter("traces", settings), count_failure
-    )
-    if redactor.active:
-        exporter = RedactingSpanExporter(exporter, redactor)
-    provider.add_span_processor(BatchSpanProcessor(exporter, meter_provider=meter_provider))
+    for inner in exporters:
+        exporter: SpanExporter = GuardedSpanExporter(inner, count_failure)
+        if redactor.active:
+            exporter = RedactingSpanExporter(exporter, redactor)
+        provider.add_span_processor(BatchSpanProcessor(exporter, meter_provider=meter_provider))
     return provider
 
 
 def _init_metrics(
     settings: VoiceobsSettings,
     resource: Resource,
-    exporters: Exporters,
+    readers: list[MetricReader],
+    exporters: list[MetricExporter],
     count_failure: Callable[[str], None],
-) -> tuple[MeterProvider, CollectorRegistry | None]:
-    """The meter provider, and the registry behind ``/metrics`` when that route is on."""
-    readers = list(exporters.metric_readers)
+) -> tuple[MeterProvider | None, CollectorRegistry | None]:
+    """The meter provider (None when nothing reads it), and the registry behind ``/metrics``
+    when that route is on. ``readers`` given by the caller win over ``exporters``."""
+    readers = list(readers)
     if not readers:
         interval = os.environ.get("OTEL_METRIC_EXPORT_INTERVAL")
-        readers.append(
+        readers.extend(
             PeriodicExportingMetricReader(
-                GuardedMetricExporter(_otlp_exporter("metrics", settings), count_failure),
+                GuardedMetricExporter(exporter, count_failure),
                 export_interval_millis=float(interval)
                 if interval
                 else settings.metric_export_interval_ms,
                 export_timeout_millis=settings.export_timeout_s * 1000,
             )
+            for exporter in exporters
         )
+    registry: CollectorRegistry | None = None
     if settings.prometheus_route:
         from opentelemetry.exporter.prometheus import PrometheusMetricReader
 
         registry = CollectorRegistry()
         readers.append(PrometheusMetricReader(registry=registry))
-    else:
-        registry = None
+    if not readers:
+        return None, None
     provider = MeterProvider(
         metric_readers=readers, resource=resource, views=metric_views(), shutdown_on_exit=False
     )
@@ -478,38 +620,36 @@ def _init_metrics(
 
 
 def _init_logging(
-    settings: VoiceobsSettings,
     resource: Resource,
-    exporters: Exporters,
+    exporters: list[LogRecordExporter],
     redactor: Redactor,
     meter_provider: MeterProvider | None,
     count_failure: Callable[[str], None],
-) -> LoggerProvider:
+) -> LoggerProvider | None:
+    """A logger provider sending to each of ``exporters``; None when there is none."""
+    if not exporters:
+        return None
     provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-    exporter: LogRecordExporter = GuardedLogExporter(
-        exporters.log or _otlp_exporter("logs", settings), count_failure
-    )
-    if redactor.active:
-        exporter = RedactingLogExporter(exporter, redactor)
-    provider.add_log_record_processor(
-        BatchLogRecordProcessor(exporter, meter_provider=meter_provider)
-    )
+    for inner in exporters:
+        exporter: LogRecordExporter = GuardedLogExporter(inner, count_failure)
+        if redactor.active:
+            exporter = RedactingLogExporter(exporter, redactor)
+        provider.add_log_record_processor(
+            BatchLogRecordProcessor(exporter, meter_provider=meter_provider)
+        )
     return provider
 
 
 def _bridge_logging(handler: OtlpLogHandler, target: logging.Logger) -> Callable[[], None]:
-    """Attach the OTLP handler to ``target`` (the root logger when set up globally)."""
+    """Attach the OTLP handler to ``target`` (the root logger when set up globally).
+
+    Logger levels stay the application's: the handler's own level (``VOICEOBS_LOG_LEVEL``)
+    picks what is exported among the records the application's loggers let through.
+    """
     target.addHandler(handler)
-    if target.level == logging.NOTSET or target.level > handler.level:
-        previous = target.level
-        target.setLevel(handler.level)
-    else:
-        previous = None
 
     def undo() -> None:
         target.removeHandler(handler)
-        if previous is not None:
-            target.setLevel(previous)
 
     return undo
 
@@ -554,14 +694,19 @@ def _set_globals(
 def _instrument_fastapi(app: FastAPI, instrumentation: Instrumentation) -> None:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
+    from voiceobs.httpconventions import in_stable_http, stable_http
+
     settings = instrumentation.settings
-    FastAPIInstrumentor.instrument_app(
-        app,
-        tracer_provider=instrumentation.tracer_provider or trace.NoOpTracerProvider(),
-        meter_provider=instrumentation.meter_provider or metrics.NoOpMeterProvider(),
-        excluded_urls=",".join(settings.excluded_urls),
-        exclude_spans=["receive", "send"],
-    )
+    with stable_http():
+        FastAPIInstrumentor.instrument_app(
+            app,
+            tracer_provider=instrumentation.tracer_provider or trace.NoOpTracerProvider(),
+            meter_provider=instrumentation.meter_provider or metrics.NoOpMeterProvider(),
+            excluded_urls=",".join(settings.excluded_urls),
+            exclude_spans=["receive", "send"],
+        )
+    # Starlette builds the middleware (and the instrumentation its histograms) on first request.
+    app.build_middleware_stack = in_stable_http(app.build_middleware_stack)  # type: ignore[method-assign]
     if instrumentation.prometheus_registry is not None:
         from voiceobs.prometheus_route import mount_metrics_route
 
