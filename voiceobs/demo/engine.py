@@ -220,25 +220,27 @@ class DemoEngine:
                 )
             audio_start = tts_first + 0.02
             turn.agent_audio_started(at=audio_start)
-            self._jitter(call, rng, speech_s)
+            self._jitter(call, "inbound", rng, speech_s)
             end = audio_start + len(reply) / 15.0
             interrupted = rng.random() < 0.08
             if interrupted:
                 end = audio_start + rng.uniform(0.3, 1.5)
                 turn.interrupt(at=end)
                 log.info("user barged in")
+            self._jitter(call, "outbound", rng, end - audio_start)
             log.info("agent replied in %.0f ms", (audio_start - speech_end) * 1000)
             turn.end(at=end)
         await self._sleep(end - t0)
         state.clock = end + rng.uniform(0.2, 1.0)
         return {"turn": turn.number, "latency_s": turn.latency, "interrupted": interrupted}
 
-    def _jitter(self, call: Call, rng: random.Random, seconds: float) -> None:
-        """Per-frame jitter-buffer samples (50 frames a second) for the user's speech."""
-        buffer = call.buffers[0] if call.buffers else call.jitter_buffer("inbound")
+    def _jitter(self, call: Call, direction: str, rng: random.Random, seconds: float) -> None:
+        """Per-frame jitter-buffer samples (50 frames a second) for ``seconds`` of audio: the
+        user's speech inbound, the agent's outbound, as the README tells engines to."""
         base = rng.uniform(0.03, 0.06)
         for _ in range(min(int(seconds * 50), 400)):
-            buffer.sample(max(0.0, rng.gauss(base, 0.01) + (0.08 if rng.random() < 0.01 else 0.0)))
+            depth = max(0.0, rng.gauss(base, 0.01) + (0.08 if rng.random() < 0.01 else 0.0))
+            call.jitter_buffer(direction).sample(depth)
 
     async def _sleep(self, simulated_s: float) -> None:
         await asyncio.sleep(max(0.0, simulated_s) / self.speed)
