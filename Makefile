@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv demo report test test-unit lint bench
+.PHONY: help venv demo report test test-unit test-deps lint bench
 
 # The demo's traffic: bounded in calls and seconds (voiceobs demo --help for every option).
 DEMO_ARGS ?= --calls 120 --duration 90 --rate 2 --concurrency 10
@@ -42,6 +42,9 @@ test-unit: $(STAMP) ## Only the tests that need no backend
 
 bench: $(STAMP) ## Hot-path benchmark: voiceobs vs the plain OpenTelemetry SDK, same run
 	$(PY) bench/bench_hotpath.py
+
+test-deps: $(STAMP) ## Unit suite at the lowest and the highest dependency versions allowed (~13 min)
+	$(PY) scripts/dependency_range.py
 
 lint: $(STAMP) ## ruff + mypy --strict on voiceobs/
 	$(VENV)/bin/ruff check voiceobs tests stack scripts bench grafana
