@@ -82,9 +82,7 @@ def test_a_failing_exporter_never_reaches_the_engine() -> None:
         for index in range(20):
             with obs.call(f"c{index}") as call:
                 call.turn().end()
-        assert obs.force_flush(5) is True or True  # flushing must return, not raise
-        obs.emitter.recorder.flush(5)
-        obs.tracer_provider.force_flush(5000)
+        assert obs.force_flush(5) is False  # the batches failed: reported, never raised
         data = reader.get_metrics_data()
         failures = [
             p.value
@@ -141,10 +139,13 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking() -> None:
         while not blocker_started:
             time.sleep(0.001)
         for index in range(300):
-            t.obs.call(f"c{index}").end()
+            call = t.obs.call(f"c{index}")
+            call.turn().end()
+            call.end()
         (dropped,) = t.metrics()[sc.TELEMETRY_DROPPED.name].data.data_points
         assert dropped.attributes[sc.L_REASON] == "queue_full"
-        assert dropped.value >= 300 * 2 - 100  # start and end of each call, minus what fit
+        assert dropped.value >= 300 - 100  # turns beyond what fit (a call's start and end
+        # always get in: see tests/test_voice.py)
     finally:
         t.obs.shutdown()
 
