@@ -69,6 +69,16 @@ SDK = {
     "`error_type` on failures",
 }
 
+# Series only alert rules read (the dashboards do not, so grafana/external-metrics.txt
+# does not list them).
+ALERT_ONLY = {
+    "target_info": "one series per pushing worker (`job`, `instance` from `service.name`, "
+    "`service.instance.id`), written by the Collector with every metric export; "
+    "`ServiceTelemetryMissing` watches it",
+    "alertmanager_notifications_failed_total": "notifications Alertmanager gave up on after "
+    "its retries, label `integration` (slack, pagerduty, email, webhook)",
+}
+
 ATTRIBUTES = {
     sc.CALL_ID: ("all spans, log records, exemplars", "the call id"),
     sc.CONVERSATION_ID: ("all spans", "GenAI alias of the call id"),
@@ -182,6 +192,8 @@ def render() -> str:
         "by the Collector, Prometheus, the blackbox exporter, node exporter and cAdvisor:\n"
     )
     out.extend(f"- `{name}`" for name in external_metrics())
+    out.append("\nQueried by alerts only (`prometheus/rules/`):\n")
+    out.extend(f"- `{name}`: {meaning}" for name, meaning in ALERT_ONLY.items())
     out.append("\n## Spans\n")
     out.append(
         "One trace per call. `voice.call` is its root (a new trace, linked to the request span\n"

@@ -304,6 +304,33 @@ def test_live_alertmanager_inhibits_and_notifies(live_alertmanager: str) -> None
     assert "blob/main/docs/runbooks.md#" in slack_text, "runbook links are made absolute"
 
 
+def test_live_collector_down_inhibits_missing_telemetry_of_every_service(
+    live_alertmanager: str,
+) -> None:
+    """Services' telemetry stops when the Collector dies: page for the Collector, not for each."""
+
+    def states() -> dict[tuple[str, str], str]:
+        alerts = _get(f"{live_alertmanager}/api/v2/alerts") or []
+        return {(a["labels"]["alertname"], a["labels"]["job"]): a["status"]["state"]
+                for a in alerts}  # fmt: skip
+
+    missing = {"alertname": "ServiceTelemetryMissing", "severity": "critical",
+               "team": "platform", "kind": "telemetry"}  # fmt: skip
+    _post_alerts(live_alertmanager, [{**missing, "job": "engine"}])
+    assert _wait(lambda: states().get(("ServiceTelemetryMissing", "engine")) == "active", 10)
+
+    collector_down = {"alertname": "ServiceDown", "severity": "critical", "team": "platform",
+                      "kind": "availability", "job": "otelcol"}  # fmt: skip
+    _post_alerts(live_alertmanager, [collector_down, {**missing, "job": "billing"}])
+
+    def suppressed() -> set[tuple[str, str]]:
+        return {key for key, state in states().items() if state == "suppressed"}
+
+    both = {("ServiceTelemetryMissing", "engine"), ("ServiceTelemetryMissing", "billing")}
+    assert _wait(lambda: suppressed() == both, 10), states()
+    assert states()[("ServiceDown", "otelcol")] == "active"
+
+
 @pytest.fixture
 def live_prometheus(live_alertmanager: str, tmp_path: Path) -> Iterator[str]:
     """Debian's Prometheus with our rules (``for`` cut to 0s), one dead scrape target, and

@@ -4,7 +4,8 @@
 resolves rule_files relative to the test file). The other tests read the rule files and
 check what promtool cannot: routing labels, runbook anchors that exist, and that rules only
 query metric and label names of the telemetry contract (voiceobs/semconv.py) or the
-documented external ones (Collector self-metrics, `up`, blackbox `probe_*`).
+documented external ones (Collector self-metrics, `up`, blackbox `probe_*`, `target_info`,
+Alertmanager's own metrics).
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ EXTERNAL_METRICS = {
     "otelcol_exporter_sent_log_records",
     "otelcol_exporter_queue_size",
     "otelcol_exporter_queue_capacity",
+    # One series per pushing worker, written by the Collector's remote-write exporter
+    # (target_info: enabled): the only per-service series every OTLP sender has.
+    "target_info",
+    "alertmanager_notifications_failed_total",
 }
 CONTRACT_METRICS = (
     {spec.prometheus for spec in semconv.VOICE_METRICS}
@@ -55,7 +60,7 @@ CONTRACT_METRICS = (
 )
 CONTRACT_LABELS = {label for spec in semconv.VOICE_METRICS for label in spec.labels}
 # job/instance from Prometheus, le of histograms, and the labels of the external metrics.
-EXTRA_LABELS = {"job", "instance", "le", "exporter", "receiver", "error_type"}
+EXTRA_LABELS = {"job", "instance", "le", "exporter", "receiver", "error_type", "integration"}
 
 PROMQL_WORDS = {
     "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right",
