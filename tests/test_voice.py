@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from pathlib import Path
 
+import pytest
 from opentelemetry.sdk.metrics.export import HistogramDataPoint
 
 from tests.conftest import Telemetry, make_telemetry
@@ -281,8 +284,6 @@ def test_a_stage_ending_after_its_turn_is_still_exported(telemetry: Telemetry) -
 
 
 def test_oldest_call_in_progress_is_a_gauge_per_tenant_and_pipeline(telemetry: Telemetry) -> None:
-    import time
-
     old = telemetry.obs.call("c-old", tenant="acme", pipeline="support", at=time.time() - 700)
     telemetry.obs.call("c-new", tenant="acme", pipeline="support")
     ended = telemetry.obs.call("c-ended", tenant="globex", pipeline="support", at=time.time() - 900)
@@ -291,3 +292,218 @@ def test_oldest_call_in_progress_is_a_gauge_per_tenant_and_pipeline(telemetry: T
     assert point.attributes == {sc.L_TENANT: "acme", sc.L_PIPELINE: "support"}
     assert 700 <= point.value < 760
     old.end()
+
+
+# --- under real engine usage --------------------------------------------------------------
+
+
+def _value(telemetry: Telemetry, metric: str, **labels: str) -> float:
+    """Sum of a counter's points (or a histogram's sums) whose labels include ``labels``."""
+    found = telemetry.metrics().get(metric)
+    total = 0.0
+    for point in found.data.data_points if found else ():
+        if all((point.attributes or {}).get(k) == v for k, v in labels.items()):
+            total += point.sum if isinstance(point, HistogramDataPoint) else point.value
+    return total
+
+
+def test_jitter_buffer_per_frame_as_documented_reuses_one_buffer(telemetry: Telemetry) -> None:
+    with telemetry.obs.call("call-jb", pipeline="support") as call:
+        for _ in range(500):
+            call.jitter_buffer("inbound").sample(0.04)  # the README's per-frame line
+        call.jitter_buffer("outbound").sample(0.02)
+        assert call.jitter_buffer("inbound") is call.jitter_buffer("inbound")
+        assert [b.direction for b in call.buffers] == ["inbound", "outbound"]
+    points = telemetry.metrics()[sc.JITTER_BUFFER_DEPTH.name].data.data_points
+    by_direction = {p.attributes[sc.L_DIRECTION]: p for p in points}
+    assert by_direction["inbound"].count == 1  # 500 frames, one point (was 500)
+    assert abs(by_direction["inbound"].sum - 0.04) < 1e-9
+    assert by_direction["outbound"].count == 1
+
+
+def test_jitter_buffer_memory_stays_flat_over_a_million_frames(telemetry: Telemetry) -> None:
+    import gc
+    import tracemalloc
+
+    call = telemetry.obs.call("call-long")
+    call.jitter_buffer("inbound").sample(0.04)  # first use makes the buffer
+    telemetry.flush()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for _ in range(1_000_000):
+            call.jitter_buffer("inbound").sample(0.04)
+        telemetry.flush()
+        gc.collect()
+        grown = tracemalloc.take_snapshot().compare_to(before, "filename")
+    finally:
+        tracemalloc.stop()
+    growth = sum(stat.size_diff for stat in grown)
+    assert growth < 256 * 1024, f"{growth} bytes more after 1 M frames"  # was ~140 MB
+    assert len(call.buffers) == 1
+    call.end()
+
+
+def _stall_worker(telemetry: Telemetry) -> list[int]:
+    """Occupy the worker until the returned list is appended to."""
+    started: list[int] = []
+    release: list[int] = []
+
+    def stall(_: object) -> None:
+        started.append(1)
+        while not release:
+            time.sleep(0.001)
+
+    telemetry.obs.emitter.recorder.submit(stall, None)
+    while not started:
+        time.sleep(0.001)
+    return release
+
+
+def test_a_full_queue_never_drops_a_calls_start_or_end() -> None:
+    t = make_telemetry(queue_size=100)
+    try:
+        release = _stall_worker(t)
+        for index in range(150):
+            call = t.obs.call(f"c{index}", tenant="acme")
+            call.turn().end()
+            call.end()
+        release.append(1)
+        assert _value(t, sc.CALLS.name) == 150
+        assert _value(t, sc.CALLS_ACTIVE.name) == 0  # was 50..100 forever, or negative
+        assert sc.CALLS_OLDEST_AGE.name not in t.metrics()  # nobody left "in progress"
+        assert not t.obs.emitter._calls  # per-call state released
+        turns = _value(t, sc.TURNS.name)
+        dropped = _value(t, sc.TELEMETRY_DROPPED.name, reason="queue_full")
+        assert turns < 150 and turns + dropped == 150  # turns may go, counted
+    finally:
+        t.obs.shutdown()
+
+
+def test_a_call_whose_end_never_comes_expires_as_abandoned_and_counted() -> None:
+    t = make_telemetry(call_expiry_s=0.01)
+    try:
+        lost = t.obs.call("c-lost", tenant="acme")
+        lost.turn().end()
+        time.sleep(0.02)
+        t.obs.emitter.recorder.submit(t.obs.emitter._every_second, None)  # the periodic sweep
+        span = t.span(sc.SPAN_CALL)
+        assert span.attributes[sc.CALL_STATUS] == "abandoned"
+        assert _value(t, sc.CALLS.name, status="abandoned") == 1
+        assert _value(t, sc.TELEMETRY_DROPPED.name, reason="call_expired") == 1
+        assert _value(t, sc.CALLS_ACTIVE.name) == 0
+        assert not t.obs.emitter._calls
+        lost.end()  # the engine remembers it after all: ignored, not recorded twice
+        assert len([s for s in t.finished_spans() if s.name == sc.SPAN_CALL]) == 1
+        assert _value(t, sc.CALLS.name) == 1
+    finally:
+        t.obs.shutdown()
+
+
+def test_a_stage_ending_after_hang_up_counts_in_the_calls_cost(tmp_path: Path) -> None:
+    card = tmp_path / "rates.yaml"
+    card.write_text("providers: {openai: {gpt: {input_1k_tokens: 2.0}}}\n")
+    t = make_telemetry(rate_card_path=str(card))
+    try:
+        call = t.obs.call("c-late", tenant="acme")
+        llm = call.turn().llm("openai", "gpt")
+        call.end()  # hang-up while the LLM still streams
+        t.flush()
+        assert _value(t, sc.CALLS_ACTIVE.name) == 0  # it is no longer in progress
+        assert not [s for s in t.finished_spans() if s.name == sc.SPAN_CALL]  # not yet recorded
+        llm.usage(input_tokens=1000)
+        llm.end()
+        assert _value(t, sc.COST.name) == 2.0
+        assert _value(t, sc.CALL_COST_METRIC.name) == 2.0  # was 0
+        assert t.span(sc.SPAN_CALL).attributes[sc.CALL_COST] == 2.0
+    finally:
+        t.obs.shutdown()
+
+
+def test_durations_survive_a_wall_clock_step(
+    telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    call = telemetry.obs.call("c-ntp")
+    turn = call.turn()
+    turn.user_speech_ended()
+    wall = time.time_ns
+    monkeypatch.setattr(time, "time_ns", lambda: wall() - 5_000_000_000)  # NTP steps back 5 s
+    turn.agent_audio_started()
+    turn.end()
+    call.end()
+    monkeypatch.undo()
+    assert turn.latency is not None and turn.latency >= 0  # was -5 s
+    (point,) = telemetry.metrics()[sc.TURN_LATENCY_METRIC.name].data.data_points
+    assert point.count == 1
+
+
+def test_a_negative_duration_from_at_is_counted_not_recorded(telemetry: Telemetry) -> None:
+    call = telemetry.obs.call("c-order", at=T0)
+    turn = call.turn(at=T0 + 1)
+    turn.user_speech_ended(at=T0 + 5)
+    turn.agent_audio_started(at=T0 + 4)  # before speech end: out of order
+    call.end(at=T0 + 6)
+    assert sc.TURN_LATENCY not in telemetry.span(sc.SPAN_TURN).attributes
+    assert _value(telemetry, sc.TELEMETRY_DROPPED.name, reason="negative_duration") == 1
+    assert sc.TURN_LATENCY_METRIC.name not in telemetry.metrics()
+
+
+def test_bad_usage_raises_naming_the_argument_before_adding_anything(
+    telemetry: Telemetry,
+) -> None:
+    with telemetry.obs.call("c-usage") as call, call.turn() as turn:
+        llm = turn.llm("openai")
+        with pytest.raises(TypeError, match=r"input_tokens.*None"):
+            llm.usage(audio_seconds=1.0, input_tokens=None)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=r"characters.*≥ 0"):
+            llm.usage(output_tokens=5, characters=-1)
+        with pytest.raises(TypeError, match="output_tokens"):
+            llm.usage(output_tokens=2.5)  # type: ignore[arg-type]
+        assert (llm.audio_seconds, llm.input_tokens, llm.output_tokens) == (0.0, 0, 0)
+        llm.usage(audio_seconds=1, input_tokens=10)
+        llm.end()
+    assert telemetry.span(sc.SPAN_LLM).attributes[sc.GEN_AI_INPUT_TOKENS] == 10
+
+
+def test_a_span_continues_its_trace_as_parent(telemetry: Telemetry) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    upstream = TracerProvider().get_tracer("sip-gateway").start_span("invite")
+    telemetry.obs.call("c-child", parent=upstream).end()
+    span = telemetry.span(sc.SPAN_CALL)
+    assert span.parent is not None
+    assert span.parent.span_id == upstream.get_span_context().span_id
+    assert span.context.trace_id == upstream.get_span_context().trace_id
+
+
+def test_at_takes_an_aware_datetime_like_unix_seconds(telemetry: Telemetry) -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    start = datetime.fromtimestamp(T0, tz=UTC)
+    call = telemetry.obs.call("c-dt", at=start)
+    turn = call.turn(at=start.astimezone(timezone(timedelta(hours=2))) + timedelta(seconds=1))
+    turn.end(at=T0 + 2)
+    call.end(at=start + timedelta(seconds=3))
+    assert telemetry.span(sc.SPAN_TURN).start_time == int((T0 + 1) * 1e9)
+    assert telemetry.span(sc.SPAN_CALL).end_time == int((T0 + 3) * 1e9)
+
+
+def test_a_wrong_at_or_parent_raises_before_anything_starts(telemetry: Telemetry) -> None:
+    from datetime import datetime
+
+    with pytest.raises(TypeError, match=r"^at: a naive datetime"):
+        telemetry.obs.call("c-bad", at=datetime(2026, 1, 1))
+    with pytest.raises(TypeError, match=r"^at must be .*got str"):
+        telemetry.obs.call("c-bad", at="2026-01-01")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^parent must be .*got dict"):
+        telemetry.obs.call("c-bad", parent={"trace": 1})  # type: ignore[arg-type]
+    call = telemetry.obs.call("c-good")
+    with pytest.raises(TypeError, match=r"^at must be"):
+        call.turn(at="soon")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="finite"):
+        call.end(at=float("nan"))
+    assert call.turns == [] and call.end_ns is None
+    call.end()
+    assert [s.attributes[sc.CALL_ID] for s in telemetry.finished_spans()] == ["c-good"]
+    assert _value(telemetry, sc.CALLS.name) == 1

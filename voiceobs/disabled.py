@@ -24,6 +24,7 @@ class DisabledScope:
     number = 0
     latency = None
     start_ns = 0
+    start_monotonic_ns = 0
     end_ns = None
     turns: tuple[()] = ()
     stages: tuple[()] = ()
@@ -39,6 +40,9 @@ class DisabledScope:
     user_speech_ended = eou_detected = agent_audio_started = interrupt = end = _nothing
     first_chunk = final = first_token = first_byte = usage = transcript = fail = _nothing
     stream_restart = sample = _nothing
+
+    def now_ns(self) -> int:
+        return 0
 
     def context(self) -> Any:
         from opentelemetry.context import get_current

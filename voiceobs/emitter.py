@@ -1,7 +1,8 @@
 """Turns finished calls, turns and stages into spans, metric points and exemplars.
 
 Everything here except :meth:`Emitter.start_call_span` and the ``submit_*`` methods runs on
-the recorder's background thread.
+the recorder's background thread. The emitter is the one owner of per-call state: the calls
+in progress, their jitter buffers, and when each call's record may go out.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class Emitter:
         queue_size: int,
         export_text: bool,
         max_text_length: int,
+        call_expiry_s: float = 4 * 3600.0,
     ) -> None:
         self._tracer = tracer
         self._ids = ids
@@ -103,10 +105,14 @@ class Emitter:
         self._redactor = redactor
         self._export_text = export_text
         self._max_text = max_text_length
-        self._buffers: list[JitterBuffer] = []
-        self._active: set[Call] = set()  # calls in progress
-        self._active_lock = threading.Lock()
-        self.recorder = Recorder(queue_size, self._dropped, periodic=self._sample_buffers)
+        self._expiry_ns = int(call_expiry_s * 1e9)
+        self._calls: dict[Call, bool] = {}
+        """Calls started and not yet recorded, each with whether it has hung up. Written by
+        the worker only (under the lock, for the gauge callback that reads it)."""
+        self._calls_lock = threading.Lock()
+        self.recorder = Recorder(
+            queue_size, self._dropped, periodic=self._every_second, on_fork=self._forget_calls
+        )
 
     # --- engine thread ----------------------------------------------------------------------
     def start_call_span(self, call: Call, parent: Context | None) -> trace.Span:
@@ -132,7 +138,7 @@ class Emitter:
             links=links,
             start_time=call.start_ns,
         )
-        self.recorder.submit(self._call_started, call)
+        self.recorder.submit(self._call_started, call, keep=True)
         return span
 
     def submit_turn(self, turn: Turn) -> None:
@@ -141,8 +147,13 @@ class Emitter:
     def submit_stage(self, stage: Stage) -> None:
         self.recorder.submit(self._stage, stage)
 
-    def submit_call_end(self, call: Call) -> None:
-        self.recorder.submit(self._call_ended, call)
+    def submit_hang_up(self, call: Call) -> None:
+        """The call hung up with stages still open: it stops counting as active."""
+        self.recorder.submit(self._hang_up, call, keep=True)
+
+    def submit_call_close(self, call: Call) -> None:
+        """The call hung up and its last stage ended: its record goes out."""
+        self.recorder.submit(self._close, call, keep=True)
 
     def submit_restart(self, event: tuple[Call, str, str, str, int]) -> None:
         self.recorder.submit(self._restart, event)
@@ -150,9 +161,6 @@ class Emitter:
     def count_dropped(self, signal: str, reason: str) -> None:
         """Count telemetry voiceobs refused (bad events…) in the self-metric."""
         self.recorder.submit(self._count_dropped, (signal, reason))
-
-    def watch_buffer(self, buffer: JitterBuffer) -> None:
-        self.recorder.submit(self._buffers.append, buffer)
 
     def submit_circuit_state(self, provider: str, value: int) -> None:
         self.recorder.submit(self._circuit_state, (provider, value))
@@ -177,21 +185,47 @@ class Emitter:
             }
         return call.metric_labels
 
+    def _seconds(self, start_ns: int, end_ns: int) -> float | None:
+        """A duration, or None (counted) when it is negative: only a user-given ``at=`` out
+        of order can make it so, since the voice API's own clock is monotonic."""
+        if end_ns < start_ns:
+            self._m.telemetry_dropped.add(
+                1, {sc.L_SIGNAL: "voice", sc.L_REASON: "negative_duration"}
+            )
+            return None
+        return (end_ns - start_ns) / 1e9
+
+    def _forget_calls(self) -> None:
+        """In a forked child: the parent's calls are the parent's to record."""
+        self._calls = {}
+        self._calls_lock = threading.Lock()
+
     def _call_started(self, call: Call) -> None:
         self._m.calls_active.add(1, self._call_labels(call))
-        with self._active_lock:
-            self._active.add(call)
+        with self._calls_lock:
+            self._calls[call] = False
+
+    def _hang_up(self, call: Call) -> None:
+        if self._calls.get(call) is not False:  # unknown (expired) or hung up already
+            return
+        with self._calls_lock:
+            self._calls[call] = True
+        self._m.calls_active.add(-1, self._call_labels(call))
 
     def observe_oldest_calls(self, _: CallbackOptions) -> Iterable[Observation]:
         """Age of the oldest call in progress per tenant and pipeline (read at collection)."""
-        with self._active_lock:
-            active = [(call.start_ns, call.metric_labels) for call in self._active]
+        with self._calls_lock:
+            active = [
+                (call.start_monotonic_ns, call.metric_labels)
+                for call, hung_up in self._calls.items()
+                if not hung_up
+            ]
         oldest: dict[tuple[str, ...], tuple[int, dict[str, str]]] = {}
-        for start, labels in active:
+        for start, labels in active:  # start on the monotonic clock
             key = tuple(labels.values())
             if key not in oldest or start < oldest[key][0]:
                 oldest[key] = (start, labels)
-        now = time.time_ns()
+        now = time.monotonic_ns()
         for start, labels in oldest.values():
             yield Observation(max(0.0, (now - start) / 1e9), labels)
 
@@ -217,12 +251,14 @@ class Emitter:
         attributes = self._span_attributes(call)
         attributes[sc.TURN_NUMBER] = turn.number
         attributes[sc.TURN_INTERRUPTED] = turn.interrupted_ns is not None
-        latency = turn.latency
+        latency = eou = None
+        if turn.speech_end_ns is not None and turn.agent_audio_ns is not None:
+            latency = self._seconds(turn.speech_end_ns, turn.agent_audio_ns)
         if latency is not None:
             attributes[sc.TURN_LATENCY] = latency
-        eou = None
         if turn.eou_ns is not None and turn.speech_end_ns is not None:
-            eou = (turn.eou_ns - turn.speech_end_ns) / 1e9
+            eou = self._seconds(turn.speech_end_ns, turn.eou_ns)
+        if eou is not None:
             attributes[sc.TURN_EOU_DELAY] = eou
         span = self._start(sc.SPAN_TURN, turn, call.context(), attributes)
         for name, at in (
@@ -263,7 +299,7 @@ class Emitter:
         else:
             attributes[sc.GEN_AI_PROVIDER] = stage.provider
             attributes[sc.GEN_AI_REQUEST_MODEL] = stage.model
-        ttfc = (stage.first_chunk_ns - stage.start_ns) / 1e9 if stage.first_chunk_ns else None
+        ttfc = self._seconds(stage.start_ns, stage.first_chunk_ns) if stage.first_chunk_ns else None
         if ttfc is not None:
             attributes[sc.STAGE_TTFC] = ttfc
         if stage.audio_seconds:
@@ -310,8 +346,9 @@ class Emitter:
         elif stage.kind == "llm":
             if ttfc is not None:
                 m.llm_ttft.record(ttfc, timing, context=ctx)
-            if stage.end_ns is not None:
-                m.llm_duration.record((stage.end_ns - stage.start_ns) / 1e9, timing, context=ctx)
+            duration = self._seconds(stage.start_ns, stage.end_ns) if stage.end_ns else None
+            if duration is not None:
+                m.llm_duration.record(duration, timing, context=ctx)
             if stage.input_tokens:
                 m.llm_tokens.add(stage.input_tokens, {**usage, sc.L_TYPE: "input"})
             if stage.output_tokens:
@@ -363,37 +400,65 @@ class Emitter:
                 timestamp=at,
             )
 
-    def _call_ended(self, call: Call) -> None:
+    def _close(self, call: Call) -> None:
+        """The call hung up and its stages ended: record it once."""
+        if call in self._calls and call.end_ns is not None:
+            self._hang_up(call)
+            self._record_call(call, call.status, call.failure_reason, call.end_ns)
+
+    def _every_second(self, _: None = None) -> None:
+        """One jitter-buffer point per call in progress and direction; calls past
+        ``call_expiry_s`` are closed."""
+        now = time.monotonic_ns()
+        expired = []
+        for call in self._calls:
+            for buffer in call.buffers:
+                self._sample_buffer(buffer)
+            if now - call.opened_monotonic_ns > self._expiry_ns:
+                expired.append(call)
+        for call in expired:
+            self._expire(call)
+
+    def _expire(self, call: Call) -> None:
+        """Close a call whose end (or whose last stage's end) never came, counted: one that
+        never hung up is recorded as ``abandoned`` now; one that did, with what it has."""
+        self._m.telemetry_dropped.add(1, {sc.L_SIGNAL: "voice", sc.L_REASON: "call_expired"})
+        hung_up = self._calls[call]
+        end_ns = call.end_ns
+        if not hung_up or end_ns is None:
+            self._hang_up(call)
+            self._record_call(call, "abandoned", "none", call.now_ns())
+        else:
+            self._record_call(call, call.status, call.failure_reason, end_ns)
+
+    def _record_call(self, call: Call, status: str, failure_reason: str, end_ns: int) -> None:
+        """The call's span and per-call metrics; then its state is released."""
         labels = self._call_labels(call)
-        status = self._labels.status(call.status)
-        failure = (
-            self._labels.failure(call.failure_reason) if call.status != "completed" else "none"
-        )
+        status_label = self._labels.status(status)
+        failure = self._labels.failure(failure_reason) if status != "completed" else "none"
         span = call.span
         span.set_attributes(
             {
-                sc.CALL_STATUS: call.status,
-                sc.CALL_FAILURE_REASON: call.failure_reason,
+                sc.CALL_STATUS: status,
+                sc.CALL_FAILURE_REASON: failure_reason,
                 sc.CALL_TURNS: len(call.turns),
                 sc.CALL_STREAM_RESTARTS: call.restarts,
                 sc.CALL_COST: round(call.cost_usd, 6),
             }
         )
-        if call.status == "failed":
-            span.set_status(Status(StatusCode.ERROR, call.failure_reason))
-        span.end(end_time=call.end_ns)
+        if status == "failed":
+            span.set_status(Status(StatusCode.ERROR, failure_reason))
+        span.end(end_time=end_ns)
 
-        assert call.end_ns is not None
-        with self._active_lock:
-            self._active.discard(call)
         ctx = call.context()
-        self._m.calls_active.add(-1, labels)
-        self._m.calls.add(1, {**labels, sc.L_STATUS: status, sc.L_FAILURE_REASON: failure})
-        self._m.call_duration.record(
-            (call.end_ns - call.start_ns) / 1e9,
-            {**labels, sc.L_STATUS: status, sc.EXEMPLAR_CALL_ID: call.call_id},
-            context=ctx,
-        )
+        self._m.calls.add(1, {**labels, sc.L_STATUS: status_label, sc.L_FAILURE_REASON: failure})
+        duration = self._seconds(call.start_ns, end_ns)
+        if duration is not None:
+            self._m.call_duration.record(
+                duration,
+                {**labels, sc.L_STATUS: status_label, sc.EXEMPLAR_CALL_ID: call.call_id},
+                context=ctx,
+            )
         self._m.call_stream_restarts.record(
             call.restarts,
             {sc.L_PIPELINE: labels[sc.L_PIPELINE], sc.EXEMPLAR_CALL_ID: call.call_id},
@@ -404,12 +469,8 @@ class Emitter:
         )
         for buffer in call.buffers:
             self._sample_buffer(buffer)
-        self._buffers = [b for b in self._buffers if b.call is not call]
-
-    def _sample_buffers(self, _: None = None) -> None:
-        """Once a second: one jitter-buffer point per active call and direction."""
-        for buffer in self._buffers:
-            self._sample_buffer(buffer)
+        with self._calls_lock:
+            del self._calls[call]
 
     def _sample_buffer(self, buffer: JitterBuffer) -> None:
         count, total = buffer.count, buffer.total

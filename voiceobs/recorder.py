@@ -3,15 +3,19 @@
 The voice API only notes timestamps and ids on the engine's thread, then hands finished
 calls, turns and stages to a :class:`Recorder`: a bounded queue drained by one daemon
 thread that creates the spans and metric points. A full queue drops (and counts) rather
-than blocking; an error while materialising is logged once per kind and counted, never
-raised into the engine.
+than blocking, except for the tasks that must pair up (a call's start and end), which always
+get in; an error while materialising is logged once per kind and counted, never raised into
+the engine. In a forked child (``gunicorn --preload``) the recorder starts afresh: the
+parent's queue stays the parent's, and the child's first task starts its own worker.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -34,28 +38,38 @@ class Recorder:
         periodic: Callable[[None], None] | None = None,
         period_s: float = 1.0,
         name: str = "voiceobs-recorder",
+        on_fork: Callable[[], None] | None = None,
     ) -> None:
-        self._queue: deque[Task] = deque()
         self._capacity = capacity
         self._on_drop = on_drop
         self._interval = interval_s
         self._periodic = periodic
         self._period = period_s
-        self._next_period = time.monotonic() + period_s
+        self._stopped = False
+        self._failed_kinds: set[str] = set()
+        self._name = name
+        self._on_fork = on_fork
+        self._fresh()
+        _watch_forks(self)
+
+    def _fresh(self) -> None:
+        """The queue, worker and synchronisation state: new at start and in a forked child,
+        where the parent's worker thread does not exist and its locks may be held."""
+        self._queue: deque[Task] = deque()
+        self._next_period = time.monotonic() + self._period
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
-        self._stopped = False
         self._dropped = 0  # written by submitting threads only
         self._reported = 0  # written by the worker only
-        self._failed_kinds: set[str] = set()
-        self._name = name
         self._thread: threading.Thread | None = None  # started by the first submit
         self._start_lock = threading.Lock()
 
-    def submit(self, fn: Callable[[Any], None], arg: Any) -> None:
-        """Queue ``fn(arg)`` for the worker; never blocks, never raises."""
-        if self._stopped or len(self._queue) >= self._capacity:
+    def submit(self, fn: Callable[[Any], None], arg: Any, *, keep: bool = False) -> None:
+        """Queue ``fn(arg)`` for the worker; never blocks, never raises. A full queue drops
+        and counts the task, unless ``keep``: for the few tasks that must pair up (a call's
+        start and end), which are bounded by the calls in progress."""
+        if self._stopped or (len(self._queue) >= self._capacity and not keep):
             self._dropped += 1
             return
         self._queue.append((fn, arg))
@@ -126,3 +140,28 @@ class Recorder:
 
     def __len__(self) -> int:
         return len(self._queue)
+
+    def _after_fork_in_child(self) -> None:
+        """Forget the parent's queue and worker; tell the owner to forget its state too."""
+        self._fresh()
+        if self._on_fork is not None:
+            self._on_fork()
+
+
+_recorders: weakref.WeakSet[Recorder] = weakref.WeakSet()
+"""Every live recorder; a forked child resets each (weakly held: tests make many)."""
+_fork_hook_installed = False
+
+
+def _watch_forks(recorder: Recorder) -> None:
+    """Reset ``recorder`` in forked children; the hook is installed with the first one."""
+    global _fork_hook_installed
+    if not _fork_hook_installed and hasattr(os, "register_at_fork"):  # Windows has no fork
+        os.register_at_fork(after_in_child=_reset_in_child)
+        _fork_hook_installed = True
+    _recorders.add(recorder)
+
+
+def _reset_in_child() -> None:
+    for recorder in list(_recorders):
+        recorder._after_fork_in_child()

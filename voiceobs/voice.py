@@ -2,8 +2,10 @@
 
 Every scope is started when created and can be used three ways: as a ``with`` block, as an
 ``async with`` block, or as an explicit object ended with ``end()``. Every method that marks
-a moment takes an optional ``at`` (Unix time in seconds, float) for engines that replay events
-from an audio clock or an event bus; without it the clock is read.
+a moment takes an optional ``at`` (Unix time in seconds as a float, or a timezone-aware
+``datetime``) for engines that replay events from an audio clock or an event bus; without it
+the clock is read. That clock is the wall clock at the call's start plus the monotonic time
+since, so a wall-clock step (NTP) never makes a duration negative.
 
 On the engine's thread these objects only note timestamps and ids. Spans, metric points and
 exemplars are made from them by a background worker (see :mod:`voiceobs.recorder`), so a turn
@@ -14,23 +16,33 @@ already carry the trace id and span id that the span will have.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Self
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import NonRecordingSpan, SpanContext
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext
 
 if TYPE_CHECKING:
     from voiceobs.emitter import Emitter
 
 StageKind = Literal["stt", "llm", "tts", "tool"]
 Clock = Callable[[], int]
+Moment = float | datetime
+"""A moment given with ``at=``: Unix time in seconds, or a timezone-aware ``datetime``."""
+Parent = Context | Span
+"""What a call may continue: an OpenTelemetry context, or a span (its trace)."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NS = timedelta(microseconds=1)
+_monotonic_ns = time.monotonic_ns
 
 _CALL_ID_KEY = otel_context.create_key("voice.call.id")
 
@@ -45,20 +57,62 @@ def _new_span_id() -> int:
     return random.getrandbits(64) or 1
 
 
+def at_ns(at: Moment) -> int:
+    """``at=`` as Unix nanoseconds; a clear error naming ``at`` for anything else."""
+    if type(at) is float or type(at) is int:
+        if math.isfinite(at):
+            return int(at * 1e9)
+        raise ValueError(f"at must be a finite Unix time in seconds, got {at!r}")
+    if isinstance(at, datetime):
+        if at.tzinfo is None:
+            raise TypeError(
+                "at: a naive datetime is ambiguous; give a timezone-aware one "
+                "(datetime.now(timezone.utc)) or Unix time in seconds"
+            )
+        return (at - _EPOCH) // _NS * 1000
+    if isinstance(at, (int, float)) and not isinstance(at, bool):  # int and float subclasses
+        return at_ns(float(at))
+    raise TypeError(
+        f"at must be Unix time in seconds (float) or a timezone-aware datetime, "
+        f"got {type(at).__name__}"
+    )
+
+
+def parent_context(parent: Parent | None) -> Context | None:
+    """``parent=`` as a context: a span is accepted and stands for its trace."""
+    if parent is None or isinstance(parent, Context):
+        return parent
+    if isinstance(parent, Span):
+        return trace.set_span_in_context(parent, Context())
+    raise TypeError(f"parent must be an OpenTelemetry Context or Span, got {type(parent).__name__}")
+
+
+def _usage_amount(name: str, value: object, kind: type) -> None:
+    """Refuse a usage amount that is not a finite number ≥ 0 of the right type."""
+    allowed = (int, float) if kind is float else (int,)
+    if isinstance(value, bool) or not isinstance(value, allowed):
+        wanted = "a number" if kind is float else "an int"
+        raise TypeError(f"usage({name}=...) must be {wanted} ≥ 0, got {value!r}")
+    if not (0 <= value < math.inf):
+        raise ValueError(f"usage({name}=...) must be finite and ≥ 0, got {value!r}")
+
+
 class _Scope:
     """What calls, turns and stages share: an id, a start, an end, an OTel context."""
 
-    __slots__ = ("_ctx", "_now", "_token", "end_ns", "span_id", "start_ns")
+    __slots__ = ("_anchor", "_ctx", "_token", "end_ns", "span_id", "start_ns")
 
     start_ns: int
     end_ns: int | None
     span_id: int
     _ctx: Context | None
     _token: object | None
-    _now: Clock
+    _anchor: int
+    """Wall-clock minus monotonic nanoseconds at the call's start: ``now`` reads the
+    monotonic clock, so durations survive a wall-clock step."""
 
-    def _ns(self, at: float | None) -> int:
-        return self._now() if at is None else int(at * 1e9)
+    def _ns(self, at: Moment | None) -> int:
+        return _monotonic_ns() + self._anchor if at is None else at_ns(at)
 
     def _trace_ids(self) -> tuple[int, int]:
         """(trace id, trace flags) of the call this scope belongs to."""
@@ -78,7 +132,7 @@ class _Scope:
         """The empty context plus this call's id, shared by the call's scopes."""
         raise NotImplementedError
 
-    def end(self, at: float | None = None) -> None:
+    def end(self, at: Moment | None = None) -> None:
         raise NotImplementedError
 
     @contextmanager
@@ -157,7 +211,7 @@ class Stage(_Scope):
         self.text: str | None = None
         self._ctx = None
         self._token = None
-        self._now = turn._now
+        self._anchor = turn._anchor
 
     def _trace_ids(self) -> tuple[int, int]:
         return self.turn.call.trace_id, self.turn.call.trace_flags
@@ -165,7 +219,7 @@ class Stage(_Scope):
     def _base_context(self) -> Context:
         return self.turn.call._base_context()
 
-    def first_chunk(self, at: float | None = None) -> None:
+    def first_chunk(self, at: Moment | None = None) -> None:
         """The first useful output: STT final transcript, LLM token, TTS audio byte."""
         if self.first_chunk_ns is None:
             self.first_chunk_ns = self._ns(at)
@@ -185,7 +239,16 @@ class Stage(_Scope):
         output_tokens: int = 0,
         characters: int = 0,
     ) -> None:
-        """Add provider usage; it becomes usage counters and, with a rate card, cost."""
+        """Add provider usage; it becomes usage counters and, with a rate card, cost.
+
+        Each amount must be a finite number ≥ 0 (an int for tokens and characters); anything
+        else raises ``TypeError`` (wrong type, ``None`` included) or ``ValueError`` (negative,
+        infinite) naming the argument, before any amount is added.
+        """
+        _usage_amount("audio_seconds", audio_seconds, float)
+        _usage_amount("input_tokens", input_tokens, int)
+        _usage_amount("output_tokens", output_tokens, int)
+        _usage_amount("characters", characters, int)
         self.audio_seconds += audio_seconds
         self.input_tokens += input_tokens
         self.output_tokens += output_tokens
@@ -203,12 +266,18 @@ class Stage(_Scope):
         if self.error_type is None:
             self.error_type = "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
 
-    def end(self, at: float | None = None) -> None:
+    def end(self, at: Moment | None = None) -> None:
+        """End the stage. One that ends after hang-up still counts in the call's cost: the
+        call's record goes out when its last stage has ended."""
         if self.end_ns is not None:
             return
         self.end_ns = self._ns(at)
+        call = self.turn.call
         if self.turn.end_ns is not None:  # the turn went out already: send this on its own
-            self.turn.call.emitter.submit_stage(self)
+            call.emitter.submit_stage(self)
+        call.open_stages -= 1
+        if call.end_ns is not None and call.open_stages == 0:
+            call.emitter.submit_call_close(call)
 
 
 class Turn(_Scope):
@@ -246,7 +315,7 @@ class Turn(_Scope):
         self.stages_done: list[Stage] = []  # ended by the time the turn ended: sent with it
         self._ctx = None
         self._token = None
-        self._now = call._now
+        self._anchor = call._anchor
 
     def _trace_ids(self) -> tuple[int, int]:
         return self.call.trace_id, self.call.trace_flags
@@ -254,47 +323,48 @@ class Turn(_Scope):
     def _base_context(self) -> Context:
         return self.call._base_context()
 
-    def user_speech_ended(self, at: float | None = None) -> None:
+    def user_speech_ended(self, at: Moment | None = None) -> None:
         """The VAD / turn detector saw the user stop speaking: turn latency starts here."""
         self.speech_end_ns = self._ns(at)
 
     def eou_detected(
-        self, at: float | None = None, *, provider: str = "vad", model: str = "default"
+        self, at: Moment | None = None, *, provider: str = "vad", model: str = "default"
     ) -> None:
         """The end-of-utterance decision was made (its delay after speech end is EOU delay)."""
         self.eou_ns = self._ns(at)
         self.eou_provider = provider
         self.eou_model = model
 
-    def agent_audio_started(self, at: float | None = None) -> None:
+    def agent_audio_started(self, at: Moment | None = None) -> None:
         """The agent's first audio was played out: turn latency ends here."""
         if self.agent_audio_ns is None:
             self.agent_audio_ns = self._ns(at)
 
-    def interrupt(self, at: float | None = None) -> None:
+    def interrupt(self, at: Moment | None = None) -> None:
         """The user barged in over the agent."""
         if self.interrupted_ns is None:
             self.interrupted_ns = self._ns(at)
 
     def stage(
-        self, kind: StageKind, provider: str, model: str = "default", at: float | None = None
+        self, kind: StageKind, provider: str, model: str = "default", at: Moment | None = None
     ) -> Stage:
         """Start a stage of any kind; :meth:`stt`, :meth:`llm`, :meth:`tts`, :meth:`tool` are
         shorthands."""
         stage = Stage(self, kind, provider, model, self._ns(at))
         self.stages.append(stage)
+        self.call.open_stages += 1
         return stage
 
-    def stt(self, provider: str, model: str = "default", *, at: float | None = None) -> Stage:
+    def stt(self, provider: str, model: str = "default", *, at: Moment | None = None) -> Stage:
         return self.stage("stt", provider, model, at)
 
-    def llm(self, provider: str, model: str = "default", *, at: float | None = None) -> Stage:
+    def llm(self, provider: str, model: str = "default", *, at: Moment | None = None) -> Stage:
         return self.stage("llm", provider, model, at)
 
-    def tts(self, provider: str, model: str = "default", *, at: float | None = None) -> Stage:
+    def tts(self, provider: str, model: str = "default", *, at: Moment | None = None) -> Stage:
         return self.stage("tts", provider, model, at)
 
-    def tool(self, name: str, *, at: float | None = None) -> Stage:
+    def tool(self, name: str, *, at: Moment | None = None) -> Stage:
         return self.stage("tool", name, "default", at)
 
     @property
@@ -304,10 +374,13 @@ class Turn(_Scope):
             return None
         return (self.agent_audio_ns - self.speech_end_ns) / 1e9
 
-    def end(self, at: float | None = None) -> None:
+    def end(self, at: Moment | None = None) -> None:
         if self.end_ns is not None:
             return
-        self.end_ns = self._ns(at)
+        self._end(self._ns(at))
+
+    def _end(self, end_ns: int) -> None:
+        self.end_ns = end_ns
         self.stages_done = [stage for stage in self.stages if stage.end_ns is not None]
         self.call.emitter.submit_turn(self)
 
@@ -315,7 +388,8 @@ class Turn(_Scope):
 class JitterBuffer:
     """Jitter-buffer depth samples of one call and direction: the per-audio-frame hot path.
 
-    :meth:`sample` only adds to two numbers; the background worker turns them into one
+    A call has one per direction (:meth:`Call.jitter_buffer` hands back the same object each
+    time). :meth:`sample` only adds to two numbers; the background worker turns them into one
     histogram point per second (the mean depth of that second's frames).
     """
 
@@ -336,11 +410,17 @@ class JitterBuffer:
 
 
 class Call(_Scope):
-    """One phone or WebRTC call: the root span of its trace."""
+    """One phone or WebRTC call: the root span of its trace.
+
+    Its start and its end are never dropped, even when the recorder's queue is full (turns
+    and samples may be, counted). Its record (span, duration, cost) goes out once it has hung
+    up and its last stage has ended; a call whose end never comes is closed as ``abandoned``
+    after ``call_expiry_s``.
+    """
 
     __slots__ = (
         "_base",
-        "buffers",
+        "_buffer_of",
         "call_id",
         "caller",
         "cost_usd",
@@ -348,6 +428,8 @@ class Call(_Scope):
         "emitter",
         "failure_reason",
         "metric_labels",
+        "open_stages",
+        "opened_monotonic_ns",
         "pipeline",
         "restarts",
         "span",
@@ -368,15 +450,17 @@ class Call(_Scope):
         direction: str,
         start_ns: int,
         clock: Clock,
-        parent: Context | None,
+        parent: Parent | None,
     ) -> None:
+        parent_ctx = parent_context(parent)  # a bad parent raises before anything starts
         self.emitter = emitter
         self.call_id = call_id
         self.tenant = tenant
         self.pipeline = pipeline
         self.caller = caller
         self.direction = direction
-        self._now = clock
+        self.opened_monotonic_ns = _monotonic_ns()
+        self._anchor = clock() - self.opened_monotonic_ns
         self._base: Context | None = None
         self.start_ns = start_ns
         self.end_ns = None
@@ -386,10 +470,11 @@ class Call(_Scope):
         self.restarts = 0
         self.cost_usd = 0.0  # summed by the worker
         self.metric_labels: dict[str, str] = {}  # bounded tenant/pipeline, set by the worker
-        self.buffers: list[JitterBuffer] = []
+        self._buffer_of: dict[str, JitterBuffer] = {}  # direction -> its one buffer
+        self.open_stages = 0  # started and not yet ended, across all turns
         self._ctx = None
         self._token = None
-        self.span = emitter.start_call_span(self, parent)
+        self.span = emitter.start_call_span(self, parent_ctx)
         span_context = self.span.get_span_context()
         self.trace_id = span_context.trace_id
         self.span_id = span_context.span_id
@@ -407,25 +492,42 @@ class Call(_Scope):
     def trace_id_hex(self) -> str:
         return f"{self.trace_id:032x}"
 
-    def turn(self, at: float | None = None) -> Turn:
+    @property
+    def start_monotonic_ns(self) -> int:
+        """The call's start on the monotonic clock (:func:`time.monotonic_ns`), for ages."""
+        return self.start_ns - self._anchor
+
+    def now_ns(self) -> int:
+        """Now on this call's clock: Unix nanoseconds that never step backwards."""
+        return _monotonic_ns() + self._anchor
+
+    def turn(self, at: Moment | None = None) -> Turn:
         """Start the next turn (numbered from 1)."""
         turn = Turn(self, len(self.turns) + 1, self._ns(at))
         self.turns.append(turn)
         return turn
 
     def stream_restart(
-        self, provider: str, component: str, reason: str, *, at: float | None = None
+        self, provider: str, component: str, reason: str, *, at: Moment | None = None
     ) -> None:
         """A streaming connection (STT, TTS…) had to be re-opened."""
         self.restarts += 1
         self.emitter.submit_restart((self, provider, component, reason, self._ns(at)))
 
     def jitter_buffer(self, direction: str = "inbound") -> JitterBuffer:
-        """A sampler for this call's jitter-buffer depth in one direction."""
-        buffer = JitterBuffer(self, direction)
-        self.buffers.append(buffer)
-        self.emitter.watch_buffer(buffer)
+        """This call's jitter-buffer sampler for ``direction``: made on first use, then the
+        same object every time, so ``call.jitter_buffer(d).sample(depth)`` per audio frame
+        allocates nothing."""
+        buffer = self._buffer_of.get(direction)
+        if buffer is None:
+            buffer = self._buffer_of[direction] = JitterBuffer(self, direction)
         return buffer
+
+    @property
+    def buffers(self) -> tuple[JitterBuffer, ...]:
+        """The call's jitter buffers, one per direction sampled so far (a snapshot: the
+        worker reads it while the engine may add a direction)."""
+        return tuple(self._buffer_of.copy().values())
 
     def fail(self, reason: str, status: str = "failed") -> None:
         """Set the call's outcome to failed (it is still ended by :meth:`end`)."""
@@ -442,24 +544,28 @@ class Call(_Scope):
 
     def end(
         self,
-        at: float | None = None,
+        at: Moment | None = None,
         *,
         status: str | None = None,
         failure_reason: str | None = None,
     ) -> None:
-        """Hang up: open turns end now, then the call's span and metrics go out."""
+        """Hang up: open turns end now and the call stops counting as active; its span and
+        per-call metrics go out now, or when its last open stage ends."""
         if self.end_ns is not None:
             return
+        end_ns = self._ns(at)
         if status is not None:
             self.status = status
         if failure_reason is not None:
             self.failure_reason = failure_reason
-        end_ns = self._ns(at)
         for turn in self.turns:
             if turn.end_ns is None:
-                turn.end(end_ns / 1e9)
+                turn._end(end_ns)
         self.end_ns = end_ns
-        self.emitter.submit_call_end(self)
+        if self.open_stages == 0:
+            self.emitter.submit_call_close(self)
+        else:
+            self.emitter.submit_hang_up(self)
 
 
 def now_ns() -> int:
