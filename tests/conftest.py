@@ -19,7 +19,10 @@ from voiceobs import Exporters, Instrumentation, VoiceobsSettings, setup_instrum
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests see no VOICEOBS_* or OTEL_* variables from the machine."""
+    """Tests see no VOICEOBS_* or OTEL_* variables from the machine: these in-process tests
+    assert the library's defaults, which the machine's own settings would change. What a
+    user's environment does is tested where it runs as is: the engine started by the real
+    Makefile (tests/test_stack_prefix.py) and the demo runs on the live stack (tests/stack)."""
     for name in list(os.environ):
         if name.startswith(("VOICEOBS_", "OTEL_")) and not name.startswith("OTEL_PYTHON_SDK"):
             monkeypatch.delenv(name)
