@@ -7,9 +7,15 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Telemetry
+from tests.conftest import Telemetry, make_telemetry
 from voiceobs import semconv as sc
-from voiceobs.adapters import EVENT_FIELDS, MAX_OPEN_CALLS, REASONS, EventAdapter
+from voiceobs.adapters import (
+    EVENT_FIELDS,
+    EXPIRE_PER_EVENT,
+    MAX_OPEN_CALLS,
+    REASONS,
+    EventAdapter,
+)
 
 T0 = 1_800_000_000.0
 
@@ -145,21 +151,35 @@ def _point(telemetry: Telemetry, metric: str, **labels: str) -> float:
     return sum(p.value for p in points if all(p.attributes.get(k) == v for k, v in labels.items()))
 
 
-def test_calls_whose_end_was_lost_expire_and_free_their_slots(telemetry: Telemetry) -> None:
+def test_calls_whose_end_was_lost_expire_and_free_their_slots() -> None:
+    telemetry = make_telemetry(queue_size=100_000)  # room for every record this test makes
     clock = FakeClock()
     adapter = EventAdapter(telemetry.obs, clock=clock)
-    expiry = telemetry.obs.settings.call_expiry_s
-    for n in range(MAX_OPEN_CALLS):  # call.ended lost for every one of them
-        assert adapter.handle({"type": "call.started", "call_id": f"lost-{n}", "ts": T0}).accepted
-    assert adapter.handle({"type": "call.started", "call_id": "new"}).reason == "too_many_calls"
-    clock.now += expiry
-    assert adapter.handle({"type": "call.started", "call_id": "new"}).accepted
-    assert (adapter.open_calls, adapter.expired) == (1, MAX_OPEN_CALLS)
-    abandoned = _point(telemetry, sc.CALLS.name, **{sc.L_STATUS: "abandoned"})
-    expired = _point(
-        telemetry, sc.TELEMETRY_DROPPED.name, **{sc.L_SIGNAL: "events", sc.L_REASON: "call_expired"}
-    )
-    assert (abandoned, expired) == (MAX_OPEN_CALLS, MAX_OPEN_CALLS)
+    try:
+        for n in range(MAX_OPEN_CALLS):  # call.ended lost for every one of them
+            started = adapter.handle({"type": "call.started", "call_id": f"lost-{n}", "ts": T0})
+            assert started.accepted
+        assert adapter.handle({"type": "call.started", "call_id": "new"}).reason == "too_many_calls"
+        clock.now += telemetry.obs.settings.call_expiry_s
+        assert adapter.handle({"type": "call.started", "call_id": "new"}).accepted
+        assert adapter.expired == EXPIRE_PER_EVENT  # a bounded share of the backlog per event
+        late = adapter.handle({"type": "turn.started", "call_id": f"lost-{MAX_OPEN_CALLS - 1}"})
+        assert late.reason == "unknown_call"  # expired, though the backlog had not reached it
+        while adapter.open_calls > 1:
+            assert adapter.handle(
+                {"type": "jitter.sample", "call_id": "new", "depth_s": 0}
+            ).accepted
+        assert adapter.expired == MAX_OPEN_CALLS
+        assert telemetry.obs.emitter.recorder.flush(60.0)  # 10 000 calls' spans and points to write
+        abandoned = _point(telemetry, sc.CALLS.name, **{sc.L_STATUS: "abandoned"})
+        expired = _point(
+            telemetry,
+            sc.TELEMETRY_DROPPED.name,
+            **{sc.L_SIGNAL: "events", sc.L_REASON: "call_expired"},
+        )
+        assert (abandoned, expired) == (MAX_OPEN_CALLS, MAX_OPEN_CALLS)
+    finally:
+        telemetry.obs.shutdown()
 
 
 def test_a_call_expires_after_its_last_event_not_its_start(telemetry: Telemetry) -> None:

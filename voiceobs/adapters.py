@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 SCHEMA = "voiceobs.event/v1"
 MAX_OPEN_CALLS = 10_000
+EXPIRE_PER_EVENT = 16
+"""Most silent calls one event ends, so a backlog (after an outage) never stalls the engine."""
 MAX_NUMBER = 1e12
 """Largest usage count, duration or depth an event may carry."""
 MAX_TS = 9e9
@@ -194,20 +196,34 @@ class EventAdapter:
         return EventResult(False, reason, detail)
 
     def _expire(self, now: float) -> None:
-        """End the calls silent for ``call_expiry_s``. They sit at the head, and nothing can
-        expire before the head's last event plus the expiry, so an event costs one comparison
-        plus one step per call it expires."""
+        """End calls silent for ``call_expiry_s``, at most :data:`EXPIRE_PER_EVENT`. They sit
+        at the head, and none can expire before the head's last event plus the expiry, so an
+        event usually costs one comparison."""
         if now < self._next_expiry:
             return
-        while self._calls:
+        for _ in range(EXPIRE_PER_EVENT):
+            if not self._calls:
+                return
             call_id, state = next(iter(self._calls.items()))
             self._next_expiry = state.last_seen + self._expiry_s
             if now < self._next_expiry:
                 return
-            del self._calls[call_id]
-            self.expired += 1
-            self._obs.emitter.count_dropped("events", EXPIRED_REASON)
-            state.call.end(state.last_at, status="abandoned")
+            self._end_expired(call_id, state)
+
+    def _end_expired(self, call_id: str, state: _CallState) -> None:
+        del self._calls[call_id]
+        self.expired += 1
+        self._obs.emitter.count_dropped("events", EXPIRED_REASON)
+        state.call.end(state.last_at, status="abandoned")
+
+    def _open_call(self, call_id: str, now: float) -> _CallState | None:
+        """The call's state; None if it has none or is past its expiry (then it ends now,
+        though the head has not reached it yet)."""
+        state = self._calls.get(call_id)
+        if state is not None and now >= state.last_seen + self._expiry_s:
+            self._end_expired(call_id, state)
+            return None
+        return state
 
     def _apply(self, event: object, now: float) -> None:
         fields = _validate(event)
@@ -225,7 +241,7 @@ class EventAdapter:
         if kind == "call.started":
             self._start_call(call_id, fields, at, now, at_or_now)
             return
-        state = self._calls.get(call_id)
+        state = self._open_call(call_id, now)
         if state is None:
             raise _Rejected(
                 "unknown_call",
@@ -252,7 +268,7 @@ class EventAdapter:
     def _start_call(
         self, call_id: str, fields: Mapping[str, Any], at: float | None, now: float, last_at: float
     ) -> None:
-        if call_id in self._calls:
+        if self._open_call(call_id, now) is not None:
             raise _Rejected(
                 "duplicate_call",
                 f"call.started: 'call_id' {_show(call_id)} is already open; "
@@ -424,5 +440,5 @@ def _validate(event: object) -> dict[str, Any]:
 
 
 def _is_number(value: object) -> TypeGuard[float]:
-    """A finite int or float (bool is not a number here)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """An int or float, bool excepted; range checks after it also reject NaN and infinity."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
