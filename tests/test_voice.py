@@ -12,6 +12,7 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint
 
 from tests.conftest import Telemetry, make_telemetry
 from voiceobs import semconv as sc
+from voiceobs.voice import Call
 
 T0 = 1_800_000_000.0  # explicit timestamps, as an engine replaying its audio clock would
 
@@ -381,22 +382,51 @@ def test_a_full_queue_never_drops_a_calls_start_or_end() -> None:
         t.obs.shutdown()
 
 
+def _age(call: Call, seconds: float) -> None:
+    """Make ``call`` look ``seconds`` older than it is (its last activity that long ago)."""
+    call.active_monotonic_ns -= int(seconds * 1e9)
+
+
 def test_a_call_whose_end_never_comes_expires_as_abandoned_and_counted() -> None:
-    t = make_telemetry(call_expiry_s=0.01)
+    t = make_telemetry(call_expiry_s=60)
     try:
         lost = t.obs.call("c-lost", tenant="acme")
         lost.turn().end()
-        time.sleep(0.02)
+        live = t.obs.call("c-live", tenant="acme")
+        _age(lost, 61)
+        _age(live, 61)
+        live.turn()  # a new turn: still going
         t.obs.emitter.recorder.submit(t.obs.emitter._every_second, None)  # the periodic sweep
         span = t.span(sc.SPAN_CALL)
+        assert span.attributes[sc.CALL_ID] == "c-lost"
         assert span.attributes[sc.CALL_STATUS] == "abandoned"
         assert _value(t, sc.CALLS.name, status="abandoned") == 1
         assert _value(t, sc.TELEMETRY_DROPPED.name, reason="call_expired") == 1
-        assert _value(t, sc.CALLS_ACTIVE.name) == 0
-        assert not t.obs.emitter._calls
+        assert _value(t, sc.CALLS_ACTIVE.name) == 1  # only the live call
+        assert list(t.obs.emitter._calls) == [live]  # the lost call's state is released
         lost.end()  # the engine remembers it after all: ignored, not recorded twice
-        assert len([s for s in t.finished_spans() if s.name == sc.SPAN_CALL]) == 1
-        assert _value(t, sc.CALLS.name) == 1
+        live.end()
+        assert sorted(
+            s.attributes[sc.CALL_ID] for s in t.finished_spans() if s.name == sc.SPAN_CALL
+        ) == ["c-live", "c-lost"]
+        assert _value(t, sc.CALLS.name) == 2
+    finally:
+        t.obs.shutdown()
+
+
+def test_a_call_hung_up_with_a_stage_left_open_is_recorded_at_expiry() -> None:
+    t = make_telemetry(call_expiry_s=60)
+    try:
+        call = t.obs.call("c-stuck")
+        call.turn().tts("cartesia")  # never ended
+        call.end()
+        t.flush()
+        assert _value(t, sc.CALLS_ACTIVE.name) == 0
+        _age(call, 61)
+        t.obs.emitter.recorder.submit(t.obs.emitter._every_second, None)
+        assert t.span(sc.SPAN_CALL).attributes[sc.CALL_STATUS] == "completed"
+        assert _value(t, sc.TELEMETRY_DROPPED.name, reason="call_expired") == 1
+        assert not t.obs.emitter._calls
     finally:
         t.obs.shutdown()
 

@@ -407,14 +407,14 @@ class Emitter:
             self._record_call(call, call.status, call.failure_reason, call.end_ns)
 
     def _every_second(self, _: None = None) -> None:
-        """One jitter-buffer point per call in progress and direction; calls past
-        ``call_expiry_s`` are closed."""
+        """One jitter-buffer point per call in progress and direction; calls with no new
+        turn for ``call_expiry_s`` are closed."""
         now = time.monotonic_ns()
         expired = []
         for call in self._calls:
             for buffer in call.buffers:
                 self._sample_buffer(buffer)
-            if now - call.opened_monotonic_ns > self._expiry_ns:
+            if now - call.active_monotonic_ns > self._expiry_ns:
                 expired.append(call)
         for call in expired:
             self._expire(call)

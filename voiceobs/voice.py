@@ -415,12 +415,13 @@ class Call(_Scope):
     Its start and its end are never dropped, even when the recorder's queue is full (turns
     and samples may be, counted). Its record (span, duration, cost) goes out once it has hung
     up and its last stage has ended; a call whose end never comes is closed as ``abandoned``
-    after ``call_expiry_s``.
+    once ``call_expiry_s`` passed without a new turn.
     """
 
     __slots__ = (
         "_base",
         "_buffer_of",
+        "active_monotonic_ns",
         "call_id",
         "caller",
         "cost_usd",
@@ -429,7 +430,6 @@ class Call(_Scope):
         "failure_reason",
         "metric_labels",
         "open_stages",
-        "opened_monotonic_ns",
         "pipeline",
         "restarts",
         "span",
@@ -459,8 +459,8 @@ class Call(_Scope):
         self.pipeline = pipeline
         self.caller = caller
         self.direction = direction
-        self.opened_monotonic_ns = _monotonic_ns()
-        self._anchor = clock() - self.opened_monotonic_ns
+        self.active_monotonic_ns = _monotonic_ns()  # the call's or latest turn's start: expiry
+        self._anchor = clock() - self.active_monotonic_ns
         self._base: Context | None = None
         self.start_ns = start_ns
         self.end_ns = None
@@ -505,6 +505,7 @@ class Call(_Scope):
         """Start the next turn (numbered from 1)."""
         turn = Turn(self, len(self.turns) + 1, self._ns(at))
         self.turns.append(turn)
+        self.active_monotonic_ns = _monotonic_ns()
         return turn
 
     def stream_restart(
