@@ -136,7 +136,7 @@ class _CallState:
     last_seen: float
     """When an event last named this call, on the adapter's clock."""
     last_at: float
-    """That event's moment (its ``ts``, or Unix time when handled): where an expired call ends."""
+    """That event's moment (its ``ts``, else the call's clock): where an expired call ends."""
     turn: Turn | None = None
     stages: dict[_StageKey, Stage] = field(default_factory=dict)
     """The open turn's open stages."""
@@ -237,9 +237,8 @@ class EventAdapter:
                 )
             self._obs.circuit_state(fields["provider"], fields["state"])
             return
-        at_or_now = time.time() if at is None else at
         if kind == "call.started":
-            self._start_call(call_id, fields, at, now, at_or_now)
+            self._start_call(call_id, fields, at, now)
             return
         state = self._open_call(call_id, now)
         if state is None:
@@ -248,7 +247,8 @@ class EventAdapter:
                 f"{kind}: 'call_id' {_show(call_id)} names no open call; send call.started "
                 f"first (a call no event names for {self._expiry_s:g} s expires)",
             )
-        state.last_seen, state.last_at = now, at_or_now
+        state.last_seen = now
+        state.last_at = at if at is not None else state.call.now_ns() / 1e9
         self._calls.move_to_end(call_id)
         call = state.call
         if kind == "call.ended":
@@ -261,12 +261,12 @@ class EventAdapter:
         elif kind == "stream.restarted":
             call.stream_restart(fields["provider"], fields["component"], fields["reason"], at=at)
         elif kind == "jitter.sample":
-            self._buffer(call, fields.get("direction", "inbound")).sample(float(fields["depth_s"]))
+            call.jitter_buffer(fields.get("direction", "inbound")).sample(float(fields["depth_s"]))
         else:
             self._turn_event(state, kind, fields, at)
 
     def _start_call(
-        self, call_id: str, fields: Mapping[str, Any], at: float | None, now: float, last_at: float
+        self, call_id: str, fields: Mapping[str, Any], at: float | None, now: float
     ) -> None:
         if self._open_call(call_id, now) is not None:
             raise _Rejected(
@@ -288,7 +288,7 @@ class EventAdapter:
             direction=fields.get("direction", "inbound"),
             at=at,
         )
-        self._calls[call_id] = _CallState(call, now, last_at)
+        self._calls[call_id] = _CallState(call, now, call.start_ns / 1e9)
 
     def _turn_event(
         self, state: _CallState, kind: str, fields: Mapping[str, Any], at: float | None
@@ -359,12 +359,6 @@ class EventAdapter:
                 stage.fail(fields["error"])
             stage.end(at)
             state.ended[key] = state.stages.pop(key)
-
-    def _buffer(self, call: Call, direction: str) -> Any:
-        for buffer in call.buffers:
-            if buffer.direction == direction:
-                return buffer
-        return call.jitter_buffer(direction)
 
     @property
     def open_calls(self) -> int:
