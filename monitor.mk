@@ -60,11 +60,12 @@ MONITOR_SECRETS_CMD = mkdir -p $(VOICEOBS_STACK_SECRETS_DIR)/alertmanager && \
 	head -c 24 /dev/urandom | base64 > $(VOICEOBS_STACK_SECRETS_DIR)/grafana_admin_password; } && \
 	chmod 644 $(VOICEOBS_STACK_SECRETS_DIR)/grafana_admin_password
 
-monitor-render: ## Render .state/docker/ (Prometheus config + profile scrape jobs) without starting
+monitor-render: ## Render .state/docker/ (Prometheus config + profile scrape jobs, Alertmanager config) without starting
 	$(call monitor_do,mkdir -p $(MONITOR_STATE)/prometheus/rules $(MONITOR_STATE)/prometheus/scrape.d)
 	$(call monitor_do,$(MONITOR_RENDER_ENV) $(MONITOR_PYTHON) stack/render.py prometheus/prometheus.yml.tmpl $(MONITOR_STATE)/prometheus/prometheus.yml)
 	$(call monitor_do,printf '\n# Docker only (Prometheus >= 2.43): jobs of the enabled profiles.\nscrape_config_files:\n  - /etc/prometheus/scrape.d/*.yml\n' >> $(MONITOR_STATE)/prometheus/prometheus.yml)
 	$(call monitor_do,rm -f $(MONITOR_STATE)/prometheus/scrape.d/*.yml)
+	$(call monitor_do,$(MONITOR_PYTHON) stack/alertmanager_docker.py alertmanager/alertmanager.yml $(MONITOR_STATE)/alertmanager/alertmanager.yml)
 ifneq ($(strip $(PROFILES)),)
 	$(call monitor_do,cp $(foreach p,$(PROFILES),$(MONITOR_SCRAPE_$(p))) $(MONITOR_STATE)/prometheus/scrape.d/)
 endif

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stack.build import debian_binary, go_binaries
-from stack.settings import StackSettings
+from stack.settings import LOOPBACK, StackSettings, listener
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,16 @@ class Service:
     @property
     def binary(self) -> Path:
         return Path(self.command[0])
+
+
+def external_url(settings: StackSettings, service: str) -> str:
+    """The URL people open ``service`` at, for the links in alerts and notifications:
+    VOICEOBS_STACK_<SERVICE>_URL, else its port on the loopback address."""
+    explicit = settings.env.get(f"VOICEOBS_STACK_{service.upper()}_URL")
+    if explicit:
+        return explicit
+    _, port = listener(service, "web/API").address(settings.env)
+    return f"http://{LOOPBACK}:{port}"
 
 
 def services(settings: StackSettings) -> list[Service]:
@@ -60,6 +70,7 @@ def services(settings: StackSettings) -> list[Service]:
                 f"--storage.tsdb.retention.time={settings.env['VOICEOBS_STACK_METRICS_RETENTION']}",
                 f"--storage.tsdb.retention.size={settings.env['VOICEOBS_STACK_METRICS_RETENTION_SIZE']}",
                 f"--web.listen-address={prometheus_listen}",
+                f"--web.external-url={external_url(settings, 'prometheus')}",  # alert links
                 "--enable-feature=exemplar-storage",
                 "--web.enable-lifecycle",
                 "--web.enable-remote-write-receiver",  # the Collector pushes engine metrics
@@ -75,6 +86,7 @@ def services(settings: StackSettings) -> list[Service]:
                 f"--config.file={settings.alertmanager_config}",
                 f"--storage.path={state / 'alertmanager'}",
                 f"--web.listen-address={alertmanager_listen}",
+                f"--web.external-url={external_url(settings, 'alertmanager')}",  # links
                 "--cluster.listen-address=",  # single node: no gossip port
             ),
             settings.url("alertmanager", "web/API", "/-/ready"),

@@ -15,6 +15,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -25,9 +26,19 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from stack.services import external_url  # noqa: E402
+from stack.settings import load  # noqa: E402
+
 ALERTMANAGER_CONFIG = Path(__file__).resolve().parents[2] / "alertmanager" / "alertmanager.yml"
 SECRETS_DIR = "/etc/alertmanager/secrets/"
 WEBHOOK_URL = "http://127.0.0.1:5001/alerts"
+# The native stack's defaults: links in notifications must open these, not a dead address.
+PROMETHEUS_URL = external_url(load({}), "prometheus")
+ALERTMANAGER_URL = external_url(load({}), "alertmanager")
 
 # (labels, receivers in the order Alertmanager notifies them). One case per route at least.
 ROUTE_CASES: list[tuple[dict[str, str], str]] = [
@@ -214,7 +225,8 @@ def live_alertmanager(tmp_path: Path) -> Iterator[str]:
     port = _free_port()
     proc = subprocess.Popen(
         [binary, f"--config.file={tmp_path / 'am.yml'}", f"--storage.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+         f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url={ALERTMANAGER_URL}",
+         "--cluster.listen-address="],
         stdout=subprocess.DEVNULL, stderr=(tmp_path / "am.log").open("w"),
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -358,7 +370,8 @@ def live_prometheus(live_alertmanager: str, tmp_path: Path) -> Iterator[str]:
     proc = subprocess.Popen(
         [binary, f"--config.file={tmp_path / 'prom' / 'prometheus.yml'}",
          f"--storage.tsdb.path={tmp_path / 'prom' / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--enable-feature=exemplar-storage"],
+         f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url={PROMETHEUS_URL}",
+         "--enable-feature=exemplar-storage"],
         stdout=subprocess.DEVNULL, stderr=log.open("w"),
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -397,3 +410,8 @@ def test_real_prometheus_loads_the_rules_and_a_dead_service_pages_once(
 
     assert _wait(lambda: "ServiceDown" in webhook_alerts(), 20), _Capture.received
     assert "TargetDown" not in webhook_alerts()
+    # Links in the notification open Alertmanager and the alert's query in Prometheus.
+    payload = next(b for p, b in _Capture.received if p == "/webhook")
+    assert payload["externalURL"] == ALERTMANAGER_URL
+    generator = next(a["generatorURL"] for a in payload["alerts"])
+    assert generator.startswith(f"{PROMETHEUS_URL}/graph?g0.expr="), generator

@@ -44,6 +44,8 @@ RENDER = [
     "scrape_config_files:\\n  - /etc/prometheus/scrape.d/*.yml\\n' "
     ">> .state/docker/prometheus/prometheus.yml",
     "rm -f .state/docker/prometheus/scrape.d/*.yml",
+    "python3 stack/alertmanager_docker.py alertmanager/alertmanager.yml "
+    ".state/docker/alertmanager/alertmanager.yml",
 ]
 SECRETS = (
     "mkdir -p .state/secrets/alertmanager && chmod 700 .state/secrets && "
