@@ -8,6 +8,7 @@ what was configured; ``set_global=False`` is independent of the global instrumen
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -312,3 +313,74 @@ def test_set_global_false_builds_its_own_instrumentation_with_its_exporters() ->
     finally:
         own.shutdown(timeout_s=5)
         shared.shutdown(timeout_s=5)
+
+
+def test_under_opentelemetry_instrument_voiceobs_joins_the_existing_pipeline() -> None:
+    """Global SDK providers (what ``opentelemetry-instrument`` sets up) receive voiceobs'
+    spans and logs, redacted, exported once by their own processors and never shut down."""
+    engine = textwrap.dedent(
+        """
+        import json, logging
+        from opentelemetry import _logs, trace
+        from opentelemetry.sdk._logs import LoggerProvider
+        from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from voiceobs import setup_instrumentation
+
+        resource = Resource.create({"service.name": "app-under-instrument"})
+        spans, logs = InMemorySpanExporter(), InMemoryLogRecordExporter()
+        tracer_provider = TracerProvider(resource=resource)
+        tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+        trace.set_tracer_provider(tracer_provider)
+        logger_provider = LoggerProvider(resource=resource)
+        logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+        _logs.set_logger_provider(logger_provider)
+
+        obs = setup_instrumentation()
+        engine_log = logging.getLogger("engine")
+        engine_log.setLevel(logging.INFO)
+        with obs.call("c-shared", caller="+1 415 555 0199"):
+            engine_log.info("caller +1 415 555 0199 is waiting")
+        assert obs.shutdown()
+        with trace.get_tracer("app").start_as_current_span("after-voiceobs-shutdown"):
+            pass
+        print(json.dumps({
+            "spans": [
+                [s.name, s.resource.attributes["service.name"], dict(s.attributes)]
+                for s in spans.get_finished_spans()
+            ],
+            "logs": [
+                [r.log_record.body, r.resource.attributes["service.name"]]
+                for r in logs.get_finished_logs()
+            ],
+        }))
+        """
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{_closed_port()}",
+    }  # built from nothing: only the providers the script sets up may receive anything
+    done = subprocess.run(
+        [sys.executable, "-c", engine],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    exported = json.loads(done.stdout.strip().splitlines()[-1])
+    names = [name for name, _, _ in exported["spans"]]
+    assert names.count(sc.SPAN_CALL) == 1 and "after-voiceobs-shutdown" in names
+    call = next(attributes for name, _, attributes in exported["spans"] if name == sc.SPAN_CALL)
+    assert call[sc.CALL_ID] == "c-shared"
+    assert "555 0199" not in json.dumps(exported)
+    assert {service for _, service, _ in exported["spans"]} == {"app-under-instrument"}
+    assert [service for body, service in exported["logs"] if "is waiting" in body] == [
+        "app-under-instrument"
+    ]
+    assert "Failed to export" not in done.stderr  # nothing went to voiceobs' own OTLP exporters

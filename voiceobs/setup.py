@@ -15,6 +15,7 @@ import platform
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from opentelemetry.sdk.resources import (
 )
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import Sampler
 from prometheus_client import CollectorRegistry
 
 from voiceobs import semconv as sc
@@ -55,6 +57,7 @@ from voiceobs.selftelemetry import (
     quiet_sdk_loggers,
 )
 from voiceobs.settings import VoiceobsSettings
+from voiceobs.sharedpipeline import LogsToProvider, SpansToProvider, global_sdk_providers
 from voiceobs.voice import Call, Moment, Parent, at_ns, now_ns
 
 if TYPE_CHECKING:
@@ -438,11 +441,26 @@ def _console_exporter(signal: str) -> Any:
 def _env_exporters(
     signal: str, chosen: dict[str, tuple[str, ...]], settings: VoiceobsSettings
 ) -> list[Any]:
-    """One exporter per name in ``chosen[signal]``."""
+    """One exporter per name in ``chosen[signal]`` (none when the signal is not chosen)."""
     return [
         _otlp_exporter(signal, settings) if name == "otlp" else _console_exporter(signal)
-        for name in chosen[signal]
+        for name in chosen.get(signal, ())
     ]
+
+
+_OWN_PROVIDERS: weakref.WeakSet[Any] = weakref.WeakSet()
+"""Providers voiceobs built: a global one of these is never mistaken for the application's."""
+
+
+def _shared_providers(exporters: Exporters) -> tuple[TracerProvider | None, LoggerProvider | None]:
+    """The application's own global SDK providers to join (see :mod:`voiceobs.sharedpipeline`),
+    for each signal whose exporter was not given in code."""
+    tracer_provider, logger_provider = global_sdk_providers()
+    if exporters.span is not None or tracer_provider in _OWN_PROVIDERS:
+        tracer_provider = None
+    if exporters.log is not None or logger_provider in _OWN_PROVIDERS:
+        logger_provider = None
+    return tracer_provider, logger_provider
 
 
 def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -> Instrumentation:
@@ -472,14 +490,23 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
     if settings.enabled:
         _, unquiet = quiet_sdk_loggers()
         undo.append(unquiet)
-        chosen = {signal: exporter_names(signal) for signal in EXPORTER_VARIABLES}
+        shared_tracer, shared_logger = _shared_providers(exporters) if set_global else (None, None)
+        shared = shared_tracer or shared_logger
+        if shared is not None:
+            resource = shared.resource
+        from_env = {
+            "metrics": settings.metrics_enabled and not exporters.metric_readers,
+            "traces": settings.traces_enabled and not exporters.span and shared_tracer is None,
+            "logs": settings.logs_enabled and not exporters.log and shared_logger is None,
+        }
+        chosen = {signal: exporter_names(signal) for signal, wanted in from_env.items() if wanted}
         with _sdk_environment():
             if settings.metrics_enabled:
                 meter_provider, registry = _init_metrics(
                     settings,
                     resource,
                     exporters.metric_readers,
-                    [] if exporters.metric_readers else _env_exporters("metrics", chosen, settings),
+                    _env_exporters("metrics", chosen, settings),
                     count_failure,
                 )
             if settings.traces_enabled:
@@ -488,20 +515,28 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
                     resource,
                     [exporters.span]
                     if exporters.span
+                    else [SpansToProvider(shared_tracer)]
+                    if shared_tracer
                     else _env_exporters("traces", chosen, settings),
                     redactor,
                     ids,
                     meter_provider,
                     count_failure,
+                    sampler=shared_tracer.sampler if shared_tracer else None,
                 )
             if settings.logs_enabled:
                 logger_provider = _init_logging(
                     resource,
-                    [exporters.log] if exporters.log else _env_exporters("logs", chosen, settings),
+                    [exporters.log]
+                    if exporters.log
+                    else [LogsToProvider(shared_logger)]
+                    if shared_logger
+                    else _env_exporters("logs", chosen, settings),
                     redactor,
                     meter_provider,
                     count_failure,
                 )
+        _OWN_PROVIDERS.update(p for p in (tracer_provider, meter_provider, logger_provider) if p)
         if logger_provider is not None:
             log_handler = OtlpLogHandler(logger_provider, getattr(logging, settings.log_level))
             if set_global:
@@ -563,8 +598,10 @@ def _init_tracing(
     ids: PresetIdGenerator,
     meter_provider: MeterProvider | None,
     count_failure: Callable[[str], None],
+    sampler: Sampler | None = None,
 ) -> TracerProvider | None:
-    """A tracer provider sending to each of ``exporters``; None when there is none."""
+    """A tracer provider sending to each of ``exporters``; None when there is none.
+    ``sampler`` None means the one ``OTEL_TRACES_SAMPLER`` names."""
     if not exporters:
         return None
     limits = SpanLimits(
@@ -573,7 +610,11 @@ def _init_tracing(
         else settings.max_text_length
     )
     provider = TracerProvider(
-        resource=resource, id_generator=ids, span_limits=limits, shutdown_on_exit=False
+        resource=resource,
+        id_generator=ids,
+        span_limits=limits,
+        sampler=sampler,
+        shutdown_on_exit=False,
     )
     for inner in exporters:
         exporter: SpanExporter = GuardedSpanExporter(inner, count_failure)
@@ -683,11 +724,13 @@ def _set_globals(
     meter_provider: MeterProvider | None,
     logger_provider: LoggerProvider | None,
 ) -> None:
-    if tracer_provider is not None:
+    """Make ours the global providers where the application has none of its own."""
+    tracer_theirs, logger_theirs = global_sdk_providers()
+    if tracer_provider is not None and tracer_theirs is None:
         trace.set_tracer_provider(tracer_provider)
-    if meter_provider is not None:
+    if meter_provider is not None and not isinstance(metrics.get_meter_provider(), MeterProvider):
         metrics.set_meter_provider(meter_provider)
-    if logger_provider is not None:
+    if logger_provider is not None and logger_theirs is None:
         logs_api.set_logger_provider(logger_provider)
 
 
