@@ -43,7 +43,7 @@ test-unit: $(STAMP) ## Only the tests that need no backend
 bench: $(STAMP) ## Hot-path benchmark: voiceobs vs the plain OpenTelemetry SDK, same run
 	$(PY) bench/bench_hotpath.py
 
-test-deps: $(STAMP) ## Unit suite at the lowest and the highest dependency versions allowed (~13 min)
+test-deps: $(STAMP) ## Unit suite at the lowest and the highest dependency versions allowed (~9 min)
 	$(PY) scripts/dependency_range.py
 
 lint: $(STAMP) ## ruff + mypy --strict on voiceobs/
