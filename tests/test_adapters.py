@@ -157,7 +157,7 @@ def test_calls_whose_end_was_lost_expire_and_free_their_slots() -> None:
     adapter = EventAdapter(telemetry.obs, clock=clock)
     try:
         for n in range(MAX_OPEN_CALLS):  # call.ended lost for every one of them
-            started = adapter.handle({"type": "call.started", "call_id": f"lost-{n}", "ts": T0})
+            started = adapter.handle({"type": "call.started", "call_id": f"lost-{n}"})
             assert started.accepted
         assert adapter.handle({"type": "call.started", "call_id": "new"}).reason == "too_many_calls"
         clock.now += telemetry.obs.settings.call_expiry_s
@@ -187,16 +187,15 @@ def test_a_call_expires_after_its_last_event_not_its_start(telemetry: Telemetry)
     adapter = EventAdapter(telemetry.obs, clock=clock)
     expiry = telemetry.obs.settings.call_expiry_s
     for call_id in ("quiet", "busy"):
-        assert adapter.handle({"type": "call.started", "call_id": call_id, "ts": T0}).accepted
+        assert adapter.handle({"type": "call.started", "call_id": call_id}).accepted
     clock.now += expiry - 1
-    assert adapter.handle({"type": "turn.started", "call_id": "busy", "ts": T0 + 60}).accepted
+    assert adapter.handle({"type": "turn.started", "call_id": "busy"}).accepted
     clock.now += 1
     assert adapter.handle({"type": "turn.started", "call_id": "quiet"}).reason == "unknown_call"
     assert adapter.handle({"type": "call.ended", "call_id": "busy"}).accepted
     assert adapter.expired == 1
     quiet = telemetry.span(sc.SPAN_CALL, **{sc.CALL_ID: "quiet"})
     assert quiet.attributes[sc.CALL_STATUS] == "abandoned"
-    assert quiet.end_time == quiet.start_time  # ends where it was last heard of, not hours on
 
 
 def stage(kind: str, stage_name: str, call_id: str = "p-1", **fields: Any) -> dict[str, Any]:

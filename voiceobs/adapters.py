@@ -135,8 +135,6 @@ class _CallState:
     call: Call
     last_seen: float
     """When an event last named this call, on the adapter's clock."""
-    last_at: float
-    """That event's moment (its ``ts``, else the call's clock): where an expired call ends."""
     turn: Turn | None = None
     stages: dict[_StageKey, Stage] = field(default_factory=dict)
     """The open turn's open stages."""
@@ -214,7 +212,7 @@ class EventAdapter:
         del self._calls[call_id]
         self.expired += 1
         self._obs.emitter.count_dropped("events", EXPIRED_REASON)
-        state.call.end(state.last_at, status="abandoned")
+        state.call.end(status="abandoned")  # now, as the voice API's own expiry does
 
     def _open_call(self, call_id: str, now: float) -> _CallState | None:
         """The call's state; None if it has none or is past its expiry (then it ends now,
@@ -248,7 +246,6 @@ class EventAdapter:
                 f"first (a call no event names for {self._expiry_s:g} s expires)",
             )
         state.last_seen = now
-        state.last_at = at if at is not None else state.call.now_ns() / 1e9
         self._calls.move_to_end(call_id)
         call = state.call
         if kind == "call.ended":
@@ -288,7 +285,7 @@ class EventAdapter:
             direction=fields.get("direction", "inbound"),
             at=at,
         )
-        self._calls[call_id] = _CallState(call, now, call.start_ns / 1e9)
+        self._calls[call_id] = _CallState(call, now)
 
     def _turn_event(
         self, state: _CallState, kind: str, fields: Mapping[str, Any], at: float | None
