@@ -132,6 +132,8 @@ _StageKey = tuple[str, str | None]
 
 @dataclass(slots=True)
 class _CallState:
+    """What the adapter keeps of one open call: the call, its open turn and stages."""
+
     call: Call
     last_seen: float
     """When an event last named this call, on the adapter's clock."""
