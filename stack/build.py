@@ -5,7 +5,10 @@
 * Jaeger v2 and Loki 3 are built from their Go modules through our build modules
   in ``stack/gomod/<name>/`` (they repeat the upstream replace directives that
   ``go install module@version`` refuses).
-* Prometheus, promtool, Alertmanager and amtool come from Debian packages.
+* Alertmanager and amtool are built with ``go install`` at the version of the image
+  compose.monitoring.yml pins (Debian's 0.25 lacks ``url_file`` on webhooks, which the
+  dead man's switch needs).
+* Prometheus and promtool come from Debian packages.
 
 Go binaries are cached under ``${XDG_CACHE_HOME:-~/.cache}/voiceobs/bin/
 <name>-<version>-<hash>/`` where the hash covers the manifest or build module, so
@@ -211,12 +214,38 @@ JAEGER_MOD = REPO_ROOT / "stack" / "gomod" / "jaeger" / "go.mod"
 LOKI_MOD = REPO_ROOT / "stack" / "gomod" / "loki" / "go.mod"
 
 
+# --- Alertmanager (go install) ----------------------------------------------
+
+ALERTMANAGER_VERSION = "0.28.1"
+"""Alertmanager and amtool: the version of compose.monitoring.yml's image (a test checks)."""
+
+
+def _build_alertmanager(binary: GoBinary, out: Path, log_file: Path) -> None:
+    """alertmanager into ``out``, amtool beside the cached binary (validation, routes)."""
+    gobin = out.parent / "gobin"
+    module = "github.com/prometheus/alertmanager/cmd"
+    log(f"  go install alertmanager, amtool v{binary.version}")
+    _run(
+        [find_go(), "install", "-trimpath", f"-ldflags={LEAN_LDFLAGS} {binary.recipe}",
+         f"{module}/alertmanager@v{binary.version}", f"{module}/amtool@v{binary.version}"],
+        cwd=REPO_ROOT,
+        env=_go_env({"GOBIN": str(gobin)}),
+        log_file=log_file,
+    )  # fmt: skip
+    (gobin / "amtool").replace(binary.path.with_name("amtool"))
+    (gobin / "alertmanager").replace(out)
+
+
+# --- all Go binaries ---------------------------------------------------------
+
+
 def go_binaries() -> dict[str, GoBinary]:
     """The Go-built services, keyed by service name."""
     collector_version = _collector_version()
     loki_version = _module_version(LOKI_MOD, "github.com/grafana/loki/v3")
     loki_build = "github.com/grafana/loki/v3/pkg/util/build"
     jaeger_version = "github.com/jaegertracing/jaeger/internal/version"
+    prom_version = "github.com/prometheus/common/version"
     return {
         "collector": GoBinary(
             "otelcol-voiceobs", collector_version, (COLLECTOR_MANIFEST,), _build_collector
@@ -229,6 +258,17 @@ def go_binaries() -> dict[str, GoBinary]:
                 "github.com/jaegertracing/jaeger/cmd/jaeger",
                 # v1.76.0 of the module is Jaeger v2.13.0 (dual tags).
                 ldflags=f"-X {jaeger_version}.latestVersion=v2.13.0",
+            ),
+        ),
+        "alertmanager": GoBinary(
+            "alertmanager",
+            ALERTMANAGER_VERSION,
+            (),
+            _build_alertmanager,
+            # version and build_info as upstream's release build sets them
+            recipe=(
+                f"-X {prom_version}.Version={ALERTMANAGER_VERSION} "
+                f"-X {prom_version}.Branch=voiceobs"
             ),
         ),
         "loki": _gomod_binary(
@@ -244,11 +284,10 @@ def go_binaries() -> dict[str, GoBinary]:
     }
 
 
-# --- Prometheus and Alertmanager (Debian packages) --------------------------
+# --- Prometheus (Debian package) ---------------------------------------------
 
 DEBIAN_PACKAGES = {
     "prometheus": ("prometheus", "promtool"),
-    "prometheus-alertmanager": ("prometheus-alertmanager", "amtool"),
 }
 
 
@@ -269,7 +308,7 @@ def install_debian_packages() -> None:
         pkg for pkg, cmds in DEBIAN_PACKAGES.items() if not all(shutil.which(c) for c in cmds)
     ]
     if not missing:
-        log("prometheus, promtool, prometheus-alertmanager, amtool: installed")
+        log("prometheus, promtool: installed")
         return
     if os.geteuid() != 0:
         raise StackError(
@@ -303,7 +342,7 @@ def install_debian_packages() -> None:
 
 def build_all(only: Sequence[str] = ()) -> dict[str, Path]:
     """Build/install everything (or the services in ``only``); print timings."""
-    known = {*go_binaries(), "prometheus", "alertmanager"}
+    known = {*go_binaries(), "prometheus"}
     unknown = set(only) - known
     if unknown:
         raise StackError(f"unknown service(s) {sorted(unknown)}; choose from {sorted(known)}")
@@ -314,7 +353,7 @@ def build_all(only: Sequence[str] = ()) -> dict[str, Path]:
     for service, binary in go_binaries().items():
         if not only or service in only:
             paths[service] = binary.build()
-    if not only or {"prometheus", "alertmanager"} & set(only):
+    if not only or "prometheus" in only:
         install_debian_packages()
     log(f"done in {time.monotonic() - started:.0f}s")
     return paths

@@ -82,7 +82,7 @@ def services(settings: StackSettings) -> list[Service]:
         Service(
             "alertmanager",
             (
-                str(debian_binary("prometheus-alertmanager")),
+                str(go["alertmanager"].path),
                 f"--config.file={settings.alertmanager_config}",
                 f"--storage.path={state / 'alertmanager'}",
                 f"--web.listen-address={alertmanager_listen}",
@@ -90,7 +90,11 @@ def services(settings: StackSettings) -> list[Service]:
                 "--cluster.listen-address=",  # single node: no gossip port
             ),
             settings.url("alertmanager", "web/API", "/-/ready"),
-            (str(debian_binary("amtool")), "check-config", str(settings.alertmanager_config)),
+            (
+                str(go["alertmanager"].path.with_name("amtool")),
+                "check-config",
+                str(settings.alertmanager_config),
+            ),
             20,
         ),
         Service(
