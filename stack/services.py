@@ -71,6 +71,7 @@ def services(settings: StackSettings) -> list[Service]:
                 f"--storage.tsdb.retention.size={settings.env['VOICEOBS_STACK_METRICS_RETENTION_SIZE']}",
                 f"--web.listen-address={prometheus_listen}",
                 f"--web.external-url={external_url(settings, 'prometheus')}",  # alert links
+                "--web.route-prefix=/",  # a proxy path in the URL moves no local endpoint
                 "--enable-feature=exemplar-storage",
                 "--web.enable-lifecycle",
                 "--web.enable-remote-write-receiver",  # the Collector pushes engine metrics
@@ -87,6 +88,7 @@ def services(settings: StackSettings) -> list[Service]:
                 f"--storage.path={state / 'alertmanager'}",
                 f"--web.listen-address={alertmanager_listen}",
                 f"--web.external-url={external_url(settings, 'alertmanager')}",  # links
+                "--web.route-prefix=/",
                 "--cluster.listen-address=",  # single node: no gossip port
             ),
             settings.url("alertmanager", "web/API", "/-/ready"),

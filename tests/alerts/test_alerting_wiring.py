@@ -92,6 +92,14 @@ def test_native_stack_gives_prometheus_and_alertmanager_their_loopback_url_by_de
     assert _flag(commands["alertmanager"], "--web.external-url") == "http://127.0.0.1:9093"
 
 
+def test_a_path_in_the_external_url_moves_no_endpoint() -> None:
+    """Health checks, scrapes and the alerting API stay at / behind a proxy path."""
+    commands = _native_commands({"VOICEOBS_STACK_PROMETHEUS_URL": "https://ops.example.com/prom"})
+    for name in ("prometheus", "alertmanager"):
+        assert _flag(commands[name], "--web.route-prefix") == "/"
+        assert _flag(_compose_service(name)["command"], "--web.route-prefix") == "/"
+
+
 def test_native_external_urls_follow_the_listen_port_and_the_settings() -> None:
     moved = _native_commands({"PROMETHEUS_LISTEN_ADDRESS": "0.0.0.0:19090"})
     assert _flag(moved["prometheus"], "--web.external-url") == "http://127.0.0.1:19090"
