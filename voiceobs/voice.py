@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import numbers
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -87,14 +88,17 @@ def parent_context(parent: Parent | None) -> Context | None:
     raise TypeError(f"parent must be an OpenTelemetry Context or Span, got {type(parent).__name__}")
 
 
-def _usage_amount(name: str, value: object, kind: type) -> None:
-    """Refuse a usage amount that is not a finite number ≥ 0 of the right type."""
-    allowed = (int, float) if kind is float else (int,)
-    if isinstance(value, bool) or not isinstance(value, allowed):
-        wanted = "a number" if kind is float else "an int"
+def _usage_amount(name: str, value: object, integral: bool) -> None:
+    """Refuse a usage amount that is not a finite number ≥ 0 (an integer if ``integral``)."""
+    kind = numbers.Integral if integral else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        wanted = "an integer" if integral else "a number"
         raise TypeError(f"usage({name}=...) must be {wanted} ≥ 0, got {value!r}")
-    if not (0 <= value < math.inf):
+    if not (0 <= float(value) < math.inf):
         raise ValueError(f"usage({name}=...) must be finite and ≥ 0, got {value!r}")
+
+
+_FLOAT_OR_INT = (float, int)
 
 
 class _Scope:
@@ -245,10 +249,18 @@ class Stage(_Scope):
         else raises ``TypeError`` (wrong type, ``None`` included) or ``ValueError`` (negative,
         infinite) naming the argument, before any amount is added.
         """
-        _usage_amount("audio_seconds", audio_seconds, float)
-        _usage_amount("input_tokens", input_tokens, int)
-        _usage_amount("output_tokens", output_tokens, int)
-        _usage_amount("characters", characters, int)
+        if not (  # the common case in one expression; the checks below name the culprit
+            type(input_tokens) is int
+            and type(output_tokens) is int
+            and type(characters) is int
+            and (input_tokens | output_tokens | characters) >= 0  # none negative
+            and type(audio_seconds) in _FLOAT_OR_INT
+            and 0 <= audio_seconds < math.inf
+        ):
+            _usage_amount("audio_seconds", audio_seconds, integral=False)
+            _usage_amount("input_tokens", input_tokens, integral=True)
+            _usage_amount("output_tokens", output_tokens, integral=True)
+            _usage_amount("characters", characters, integral=True)
         self.audio_seconds += audio_seconds
         self.input_tokens += input_tokens
         self.output_tokens += output_tokens
