@@ -414,18 +414,21 @@ def test_a_call_whose_end_never_comes_expires_as_abandoned_and_counted() -> None
         t.obs.shutdown()
 
 
-def test_a_call_hung_up_with_a_stage_left_open_is_recorded_at_expiry() -> None:
-    t = make_telemetry(call_expiry_s=60)
+def test_a_stage_left_open_delays_the_calls_span_by_a_bounded_grace_only() -> None:
+    t = make_telemetry(call_expiry_s=30)
     try:
         call = t.obs.call("c-stuck")
         call.turn().tts("cartesia")  # never ended
         call.end()
         t.flush()
-        assert _value(t, sc.CALLS_ACTIVE.name) == 0
-        _age(call, 61)
+        assert _value(t, sc.CALLS_ACTIVE.name) == 0  # hung up: counted at once
+        assert _value(t, sc.CALLS.name) == 1
+        assert not [s for s in t.finished_spans() if s.name == sc.SPAN_CALL]  # waits for the TTS
+        _age(call, 31)  # the grace is min(60 s, call_expiry_s)
         t.obs.emitter.recorder.submit(t.obs.emitter._every_second, None)
         assert t.span(sc.SPAN_CALL).attributes[sc.CALL_STATUS] == "completed"
-        assert _value(t, sc.TELEMETRY_DROPPED.name, reason="call_expired") == 1
+        assert _value(t, sc.TELEMETRY_DROPPED.name, reason="stage_not_ended") == 1
+        assert _value(t, sc.CALLS.name) == 1
         assert not t.obs.emitter._calls
     finally:
         t.obs.shutdown()

@@ -33,6 +33,8 @@ _OPERATION = {
     "tool": "execute_tool",
 }
 _SPAN_NAME = {"stt": sc.SPAN_STT, "llm": sc.SPAN_LLM, "tts": sc.SPAN_TTS, "tool": sc.SPAN_TOOL}
+_STAGE_GRACE_NS = 60 * 10**9
+"""How long a hung-up call's record waits for a stage left open (never ended) at most."""
 
 
 class PresetIdGenerator(IdGenerator):
@@ -206,11 +208,32 @@ class Emitter:
             self._calls[call] = False
 
     def _hang_up(self, call: Call) -> None:
+        self._hung_up(call, call.status, call.failure_reason, call.end_ns or call.now_ns())
+
+    def _hung_up(self, call: Call, status: str, failure_reason: str, end_ns: int) -> None:
+        """The call stops counting as active; its count and duration go out."""
         if self._calls.get(call) is not False:  # unknown (expired) or hung up already
             return
         with self._calls_lock:
             self._calls[call] = True
-        self._m.calls_active.add(-1, self._call_labels(call))
+        labels = self._call_labels(call)
+        status_label = self._labels.status(status)
+        failure = self._labels.failure(failure_reason) if status != "completed" else "none"
+        ctx = call.context()
+        self._m.calls_active.add(-1, labels)
+        self._m.calls.add(1, {**labels, sc.L_STATUS: status_label, sc.L_FAILURE_REASON: failure})
+        duration = self._seconds(call.start_ns, end_ns)
+        if duration is not None:
+            self._m.call_duration.record(
+                duration,
+                {**labels, sc.L_STATUS: status_label, sc.EXEMPLAR_CALL_ID: call.call_id},
+                context=ctx,
+            )
+        self._m.call_stream_restarts.record(
+            call.restarts,
+            {sc.L_PIPELINE: labels[sc.L_PIPELINE], sc.EXEMPLAR_CALL_ID: call.call_id},
+            context=ctx,
+        )
 
     def observe_oldest_calls(self, _: CallbackOptions) -> Iterable[Observation]:
         """Age of the oldest call in progress per tenant and pipeline (read at collection)."""
@@ -401,41 +424,42 @@ class Emitter:
             )
 
     def _close(self, call: Call) -> None:
-        """The call hung up and its stages ended: record it once."""
+        """The call hung up and its stages ended: its span and cost go out, once."""
         if call in self._calls and call.end_ns is not None:
             self._hang_up(call)
             self._record_call(call, call.status, call.failure_reason, call.end_ns)
 
     def _every_second(self, _: None = None) -> None:
-        """One jitter-buffer point per call in progress and direction; calls with no new
-        turn for ``call_expiry_s`` are closed."""
+        """One jitter-buffer point per call in progress and direction; calls with no new turn
+        for ``call_expiry_s`` are ended, and hung-up calls waiting on a stage that was never
+        ended are recorded without it after a grace period."""
         now = time.monotonic_ns()
-        expired = []
-        for call in self._calls:
+        grace = min(_STAGE_GRACE_NS, self._expiry_ns)
+        late = []
+        for call, hung_up in self._calls.items():
             for buffer in call.buffers:
                 self._sample_buffer(buffer)
-            if now - call.active_monotonic_ns > self._expiry_ns:
-                expired.append(call)
-        for call in expired:
+            if now - call.active_monotonic_ns > (grace if hung_up else self._expiry_ns):
+                late.append(call)
+        for call in late:
             self._expire(call)
 
     def _expire(self, call: Call) -> None:
-        """Close a call whose end (or whose last stage's end) never came, counted: one that
-        never hung up is recorded as ``abandoned`` now; one that did, with what it has."""
-        self._m.telemetry_dropped.add(1, {sc.L_SIGNAL: "voice", sc.L_REASON: "call_expired"})
-        hung_up = self._calls[call]
+        """Record a call whose end never came as ``abandoned`` now, or one whose stage never
+        ended with what it has; counted either way."""
         end_ns = call.end_ns
-        if not hung_up or end_ns is None:
-            self._hang_up(call)
-            self._record_call(call, "abandoned", "none", call.now_ns())
-        else:
+        if self._calls[call] and end_ns is not None:
+            reason = "stage_not_ended"
             self._record_call(call, call.status, call.failure_reason, end_ns)
+        else:
+            reason = "call_expired"
+            end_ns = call.now_ns()
+            self._hung_up(call, "abandoned", "none", end_ns)
+            self._record_call(call, "abandoned", "none", end_ns)
+        self._m.telemetry_dropped.add(1, {sc.L_SIGNAL: "voice", sc.L_REASON: reason})
 
     def _record_call(self, call: Call, status: str, failure_reason: str, end_ns: int) -> None:
-        """The call's span and per-call metrics; then its state is released."""
-        labels = self._call_labels(call)
-        status_label = self._labels.status(status)
-        failure = self._labels.failure(failure_reason) if status != "completed" else "none"
+        """The call's span and cost, once all it can have is known; then its state goes."""
         span = call.span
         span.set_attributes(
             {
@@ -449,23 +473,10 @@ class Emitter:
         if status == "failed":
             span.set_status(Status(StatusCode.ERROR, failure_reason))
         span.end(end_time=end_ns)
-
-        ctx = call.context()
-        self._m.calls.add(1, {**labels, sc.L_STATUS: status_label, sc.L_FAILURE_REASON: failure})
-        duration = self._seconds(call.start_ns, end_ns)
-        if duration is not None:
-            self._m.call_duration.record(
-                duration,
-                {**labels, sc.L_STATUS: status_label, sc.EXEMPLAR_CALL_ID: call.call_id},
-                context=ctx,
-            )
-        self._m.call_stream_restarts.record(
-            call.restarts,
-            {sc.L_PIPELINE: labels[sc.L_PIPELINE], sc.EXEMPLAR_CALL_ID: call.call_id},
-            context=ctx,
-        )
         self._m.call_cost.record(
-            call.cost_usd, {**labels, sc.EXEMPLAR_CALL_ID: call.call_id}, context=ctx
+            call.cost_usd,
+            {**self._call_labels(call), sc.EXEMPLAR_CALL_ID: call.call_id},
+            context=call.context(),
         )
         for buffer in call.buffers:
             self._sample_buffer(buffer)

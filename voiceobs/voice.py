@@ -426,8 +426,9 @@ class Call(_Scope):
 
     Its start and its end are never dropped, even when the recorder's queue is full (turns
     and samples may be, counted). Its record (span, duration, cost) goes out once it has hung
-    up and its last stage has ended; a call whose end never comes is closed as ``abandoned``
-    once ``call_expiry_s`` passed without a new turn.
+    up and its last stage has ended (a stage never ended is waited for 60 s at most); a call
+    whose end never comes is closed as ``abandoned`` once ``call_expiry_s`` passed without a
+    new turn.
     """
 
     __slots__ = (
@@ -471,7 +472,7 @@ class Call(_Scope):
         self.pipeline = pipeline
         self.caller = caller
         self.direction = direction
-        self.active_monotonic_ns = _monotonic_ns()  # the call's or latest turn's start: expiry
+        self.active_monotonic_ns = _monotonic_ns()  # latest start, turn or hang-up: expiry
         self._anchor = clock() - self.active_monotonic_ns
         self._base: Context | None = None
         self.start_ns = start_ns
@@ -575,6 +576,7 @@ class Call(_Scope):
             if turn.end_ns is None:
                 turn._end(end_ns)
         self.end_ns = end_ns
+        self.active_monotonic_ns = _monotonic_ns()
         if self.open_stages == 0:
             self.emitter.submit_call_close(self)
         else:
