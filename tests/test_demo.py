@@ -170,3 +170,5 @@ def test_a_short_demo_exercises_every_contract_metric() -> None:
         assert f"circuit breaker of groq is now {state}" in bodies
     dropped = metrics[sc.TELEMETRY_DROPPED.name].data.data_points
     assert {p.attributes[sc.L_REASON] for p in dropped} == {"unknown_call"}
+    turns = metrics[sc.TURNS.name].data.data_points
+    assert {p.attributes[sc.L_INTERRUPTED] for p in turns} == {"true", "false"}

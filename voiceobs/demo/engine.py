@@ -41,6 +41,9 @@ RESTART_REASONS = ("timeout", "network", "provider_reset")
 RESTART_EVERY_TURNS = 20
 """Every so many turns one STT stream restarts (on top of the random ones), so a short demo
 still has restarts to show."""
+INTERRUPT_EVERY_TURNS = 12
+"""Every so many turns the user barges in (on top of the random 8 %), so a short demo has
+interrupted turns to show."""
 LATE_EVENT_EVERY_CALLS = 10
 """Every so many calls the gateway's ``turn.started`` webhook arrives after hang-up; the
 event adapter rejects it (``unknown_call``) and counts it in the dropped-telemetry metric."""
@@ -222,7 +225,7 @@ class DemoEngine:
             turn.agent_audio_started(at=audio_start)
             self._jitter(call, "inbound", rng, speech_s)
             end = audio_start + len(reply) / 15.0
-            interrupted = rng.random() < 0.08
+            interrupted = rng.random() < 0.08 or self.turns_started % INTERRUPT_EVERY_TURNS == 0
             if interrupted:
                 end = audio_start + rng.uniform(0.3, 1.5)
                 turn.interrupt(at=end)
