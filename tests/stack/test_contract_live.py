@@ -169,7 +169,7 @@ def test_the_selector_parser_sees_what_the_bug_hid() -> None:
 @pytest.fixture(scope="module")
 def ci_demo(stack: StackSettings, tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     out = tmp_path_factory.mktemp("contract") / "calls.json"
-    return run_demo(stack, SERVICE, out, *CI_DEMO_ARGS, "--seed", "3")
+    return run_demo(stack, SERVICE, out, *CI_DEMO_ARGS)
 
 
 def test_every_series_a_rule_or_panel_selects_has_data_after_the_demo(

@@ -31,7 +31,7 @@ log = logging.getLogger("voiceobs.demo.engine")
 OUTAGE_PROVIDER = "groq"
 OUTAGE_EVERY_S = 60.0
 OUTAGE_START_S = 3.0
-OUTAGE_LENGTH_S = 6.0
+OUTAGE_LENGTH_S = 9.0
 """The demo's recurring incident, in seconds since the engine started (real time, whatever
 the speed, so someone watching the dashboards sees it): one provider fails for a while, so
 its breaker opens, goes half-open after the cool-down and closes again once the provider
