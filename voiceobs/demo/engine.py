@@ -28,14 +28,15 @@ from voiceobs.voice import Call, Turn
 
 log = logging.getLogger("voiceobs.demo.engine")
 
-OUTAGE_PROVIDER = "groq"
+OUTAGE_PROVIDERS = ("openai", "groq")
 OUTAGE_EVERY_S = 60.0
 OUTAGE_START_S = 3.0
 OUTAGE_LENGTH_S = 9.0
 """The demo's recurring incident, in seconds since the engine started (real time, whatever
-the speed, so someone watching the dashboards sees it): one provider fails for a while, so
-its breaker opens, goes half-open after the cool-down and closes again once the provider
-answers; early enough that even a 20-second demo shows every breaker state."""
+the speed, so someone watching the dashboards sees it): two LLM providers fail for a while
+(every call of two pipelines out of three needs one of them, whatever the seed), so their
+breakers open, go half-open after the cool-down and close again once the providers
+answer; early enough that even a 20-second demo shows every breaker state."""
 
 RESTART_REASONS = ("timeout", "network", "provider_reset")
 RESTART_EVERY_TURNS = 20
@@ -122,7 +123,7 @@ class DemoEngine:
 
     def _fails(self, model: ProviderModel, rng: random.Random, elapsed: float) -> str | None:
         """The error a request to ``model`` made ``elapsed`` s into the demo ends with, if any."""
-        in_outage = model.provider == OUTAGE_PROVIDER and (
+        in_outage = model.provider in OUTAGE_PROVIDERS and (
             0 <= elapsed % OUTAGE_EVERY_S - OUTAGE_START_S < OUTAGE_LENGTH_S
         )
         if in_outage or rng.random() < model.error_rate:

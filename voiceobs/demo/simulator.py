@@ -1,9 +1,8 @@
 """The call simulator: drives the demo engine over HTTP like a telephony gateway would.
 
 Bounded by design: it stops after ``calls`` calls or ``duration_s`` seconds, whichever comes
-first. Calls take the pipelines in turn (so even a short run shows each one and its
-providers); tenants, turn counts, utterances (with phone numbers and e-mail addresses, to show
-redaction) and hang-ups are drawn from a seeded ``random.Random``.
+first. Tenants, pipelines, turn counts, utterances (with phone numbers and e-mail addresses,
+to show redaction) and hang-ups are drawn from a seeded ``random.Random``.
 """
 
 from __future__ import annotations
@@ -105,7 +104,7 @@ async def _one_call(
     client: httpx.AsyncClient, index: int, rng: random.Random, options: SimOptions
 ) -> CallResult:
     tenant = rng.choice(TENANTS)
-    pipeline = tuple(PIPELINES)[index % len(PIPELINES)]  # each pipeline, whatever the seed
+    pipeline = rng.choice(tuple(PIPELINES))
     caller = f"+1 415 555 {rng.randint(0, 9999):04d}"
     call_id = f"{options.call_prefix}-{options.seed}-{index:05d}"
     started = await client.post(
