@@ -4,7 +4,8 @@ Prints the cost per turn and per jitter-buffer sample on the engine's thread, ea
 to a baseline measured in the same run (same machine, same SDK), and the disabled mode's cost.
 The per-frame sample is measured both ways the README allows: on a buffer held by the engine,
 and as ``call.jitter_buffer(direction).sample(depth)`` on every frame.
-Goals: a turn ≤ 50 µs, a frame sample ≤ 1 µs, disabled mode near zero.
+Goals: a turn ≤ 50 µs, a frame sample ≤ 1 µs, disabled mode near zero, and ``shutdown()``
+with no Collector listening done within its deadline (ratio to ``shutdown_timeout_s`` ≤ 1.05).
 
 Run with ``make bench``. Exporters discard what they get, in background threads as in
 production, so only the engine-thread cost is compared.
@@ -12,6 +13,8 @@ production, so only the engine-thread cost is compared.
 
 from __future__ import annotations
 
+import os
+import socket
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -138,6 +141,29 @@ def voiceobs_ops(enabled: bool) -> Ops:
     return turn, sample, sample_looked_up, settle
 
 
+def shutdown_with_dead_collector(timeout_s: float) -> float:
+    """Wall seconds ``shutdown()`` takes when nothing listens on the OTLP endpoint, after a
+    call, a turn and a log line are waiting to be exported."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    saved = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = dead
+    try:
+        settings = VoiceobsSettings.load(shutdown_timeout_s=timeout_s)
+        obs = setup_instrumentation(settings=settings, set_global=False)
+    finally:
+        if saved is None:
+            del os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"]
+        else:
+            os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = saved
+    with obs.call("bench-dead-collector") as call, call.turn():
+        pass
+    began = time.monotonic()
+    obs.shutdown()
+    return time.monotonic() - began
+
+
 def main() -> None:
     base_turn, base_sample, _, base_settle = sdk_baseline()
     our_turn, our_sample, our_looked_up, settle = voiceobs_ops(True)
@@ -174,6 +200,14 @@ def main() -> None:
     print(
         f"whole-process CPU per turn incl. background export work: SDK {base_total * 1e6:.0f} µs, "
         f"voiceobs {our_total * 1e6:.0f} µs ({our_total / base_total:.2f}x)"
+    )
+
+    deadline = 5.0
+    took = shutdown_with_dead_collector(deadline)
+    verdict = "ok" if took <= deadline * 1.05 else "OVER"  # the last export's own cleanup
+    print(
+        f"shutdown() with no Collector listening: {took:.2f} s against its {deadline:.0f} s "
+        f"deadline ({took / deadline:.2f}x) {verdict}"
     )
 
 

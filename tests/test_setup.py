@@ -49,16 +49,20 @@ def test_second_setup_returns_the_same_instrumentation_and_instruments_once() ->
     assert get_instrumentation() is None
 
 
-def test_shutdown_is_bounded_when_no_collector_listens(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shutdown_reports_undelivered_telemetry_when_no_collector_listens(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nothing listens: shutdown says so with False instead of raising. How long it takes
+    against its deadline is a figure of ``make bench`` (no wall-clock limit in a test)."""
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{_free_port()}")
-    obs = setup_instrumentation(settings=VoiceobsSettings.load(), set_global=False)
+    obs = setup_instrumentation(
+        settings=VoiceobsSettings.load(shutdown_timeout_s=1), set_global=False
+    )
     logging.getLogger("voiceobs.engine").warning("nobody listens")
     with obs.call("c-1") as call:
         with call.turn():
             pass
-    began = time.monotonic()
-    obs.shutdown()
-    assert time.monotonic() - began <= 5.5  # the SDK alone would wait 30 s
+    assert obs.shutdown() is False
 
 
 class _BrokenExporter(SpanExporter):
