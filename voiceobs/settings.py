@@ -109,7 +109,7 @@ class VoiceobsSettings(BaseSettings):
         if isinstance(value, str):
             try:
                 value = json.loads(value) if value.strip() else []
-            except json.JSONDecodeError as exc:
+            except (ValueError, RecursionError) as exc:  # JSONDecodeError, too many digits
                 raise ValueError(
                     f"not a JSON list of regular expressions, {example}: {exc}"
                 ) from None
@@ -118,14 +118,18 @@ class VoiceobsSettings(BaseSettings):
         for pattern in value:
             try:
                 re.compile(pattern)
-            except re.error as exc:
+            except (re.error, RecursionError) as exc:
                 raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
         return tuple(value)
 
     @field_validator("rate_card_path")
     @classmethod
     def _rate_card_exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
+        try:
+            found = value is None or value.is_file()
+        except OSError as exc:  # a name too long for the file system, say
+            raise ValueError(f"{exc.strerror}; give the path of a YAML or JSON rate card") from None
+        if not found:
             raise ValueError(f"no file at {value}; give the path of a YAML or JSON rate card")
         return value
 
@@ -160,5 +164,7 @@ def _describe(exc: ValidationError) -> str:
     for error in exc.errors():
         field = ".".join(str(part) for part in error["loc"]) or "settings"
         variable = f"{ENV_PREFIX}{field.upper()}"
-        lines.append(f"  {variable}: {error['msg']} (got {error.get('input')!r})")
+        got = repr(error.get("input"))
+        got = got if len(got) <= 80 else f"{got[:60]}... ({len(got)} characters)"
+        lines.append(f"  {variable}: {error['msg']} (got {got})")
     return "\n".join(lines)
