@@ -125,8 +125,6 @@ def voiceobs_ops(enabled: bool) -> Ops:
             with t.tts("cartesia", "sonic-2") as s:
                 s.first_byte()
             t.agent_audio_started()
-        if len(call.turns) > 1000:
-            call.turns.clear()
 
     def sample() -> None:
         buffer.sample(0.04)
@@ -136,7 +134,7 @@ def voiceobs_ops(enabled: bool) -> Ops:
 
     def settle() -> None:
         """Let the worker finish materialising before the next measurement."""
-        obs.emitter.recorder.flush(60)
+        obs.transport.flush(60)
 
     return turn, sample, sample_looked_up, settle
 

@@ -38,7 +38,7 @@ class Telemetry:
     logs: InMemoryLogRecordExporter
 
     def flush(self) -> None:
-        assert self.obs.emitter.recorder.flush(5.0)
+        assert self.obs.transport.recorder.flush(5.0)
         for provider in (self.obs.tracer_provider, self.obs.logger_provider):
             if provider is not None:
                 provider.force_flush(5000)

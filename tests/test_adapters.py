@@ -170,7 +170,9 @@ def test_calls_whose_end_was_lost_expire_and_free_their_slots() -> None:
                 {"type": "jitter.sample", "call_id": "new", "depth_s": 0}
             ).accepted
         assert adapter.expired == MAX_OPEN_CALLS
-        assert telemetry.obs.emitter.recorder.flush(60.0)  # 10 000 calls' spans and points to write
+        assert telemetry.obs.transport.recorder.flush(
+            60.0
+        )  # 10 000 calls' spans and points to write
         abandoned = _point(telemetry, sc.CALLS.name, **{sc.L_STATUS: "abandoned"})
         expired = _point(
             telemetry,

@@ -16,7 +16,7 @@ def _child(telemetry: Telemetry, write_end: int) -> None:
     """In the forked child: serve a call, then report through the pipe what was recorded."""
     with telemetry.obs.call("c-child") as call, call.turn():
         pass
-    flushed = telemetry.obs.emitter.recorder.flush(5.0)
+    flushed = telemetry.obs.transport.recorder.flush(5.0)
     if telemetry.obs.tracer_provider is not None:
         telemetry.obs.tracer_provider.force_flush(5000)
     spans = [(s.name, s.attributes[sc.CALL_ID]) for s in telemetry.spans.get_finished_spans()]
@@ -26,7 +26,7 @@ def _child(telemetry: Telemetry, write_end: int) -> None:
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="the platform has no fork()")
 def test_a_forked_child_records_its_own_calls_and_not_the_parents(telemetry: Telemetry) -> None:
     """What ``gunicorn --preload`` does: set up in the parent, fork, serve calls in the child."""
-    recorder = telemetry.obs.emitter.recorder
+    recorder = telemetry.obs.transport.recorder
     telemetry.obs.call("c-parent").end()
     telemetry.flush()  # the parent's worker thread runs
     telemetry.spans.clear()

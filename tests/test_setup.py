@@ -112,7 +112,7 @@ def test_disabled_mode_records_nothing_and_the_api_still_works() -> None:
             turn.agent_audio_started()
         call.jitter_buffer().sample(0.02)
     assert t.obs.tracer_provider is None and t.obs.meter_provider is None
-    assert len(t.obs.emitter.recorder) == 0
+    assert len(t.obs.transport.recorder) == 0
     assert t.obs.shutdown()
     assert t.spans.get_finished_spans() == ()
 
@@ -120,7 +120,7 @@ def test_disabled_mode_records_nothing_and_the_api_still_works() -> None:
 def test_materialisation_errors_are_counted_not_raised() -> None:
     t = make_telemetry()
     try:
-        t.obs.emitter.recorder.submit(lambda _: 1 / 0, object())
+        t.obs.transport.recorder.submit(lambda _: 1 / 0, object())
         t.obs.call("c-ok").end()
         metrics = t.metrics()
         (dropped,) = metrics[sc.TELEMETRY_DROPPED.name].data.data_points
@@ -139,7 +139,7 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking() -> None:
             blocker_started.append(1)
             time.sleep(0.3)
 
-        t.obs.emitter.recorder.submit(slow, object())
+        t.obs.transport.recorder.submit(slow, object())
         while not blocker_started:
             time.sleep(0.001)
         for index in range(300):
@@ -257,7 +257,7 @@ def test_disabled_mode_runs_no_background_thread() -> None:
     try:
         with t.obs.call("c-off") as call, call.turn():
             pass
-        assert t.obs.emitter.recorder._thread is None
+        assert t.obs.transport.recorder._thread is None
     finally:
         t.obs.shutdown()
 

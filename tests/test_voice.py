@@ -356,7 +356,7 @@ def _stall_worker(telemetry: Telemetry) -> list[int]:
         while not release:
             time.sleep(0.001)
 
-    telemetry.obs.emitter.recorder.submit(stall, None)
+    telemetry.obs.transport.recorder.submit(stall, None)
     while not started:
         time.sleep(0.001)
     return release
@@ -374,7 +374,7 @@ def test_a_full_queue_never_drops_a_calls_start_or_end() -> None:
         assert _value(t, sc.CALLS.name) == 150
         assert _value(t, sc.CALLS_ACTIVE.name) == 0  # was 50..100 forever, or negative
         assert sc.CALLS_OLDEST_AGE.name not in t.metrics()  # nobody left "in progress"
-        assert not t.obs.emitter._calls  # per-call state released
+        assert not t.obs.materialiser.calls_in_progress()  # per-call state released
         turns = _value(t, sc.TURNS.name)
         dropped = _value(t, sc.TELEMETRY_DROPPED.name, reason="queue_full")
         assert turns < 150 and turns + dropped == 150  # turns may go, counted
@@ -382,9 +382,17 @@ def test_a_full_queue_never_drops_a_calls_start_or_end() -> None:
         t.obs.shutdown()
 
 
-def _age(call: Call, seconds: float) -> None:
-    """Make ``call`` look ``seconds`` older than it is (its last activity that long ago)."""
-    call.active_monotonic_ns -= int(seconds * 1e9)
+def _age(telemetry: Telemetry, call: Call, seconds: float) -> None:
+    """Make the export side's news of ``call`` ``seconds`` older than it is."""
+    telemetry.flush()
+    telemetry.obs.materialiser._calls[call.call_id].seen_ns -= int(seconds * 1e9)
+
+
+def _sweep(telemetry: Telemetry) -> None:
+    """Run the export side's periodic sweep now, on its own thread."""
+    telemetry.obs.transport.recorder.submit(
+        lambda _: telemetry.obs.materialiser.every_second(), None
+    )
 
 
 def test_a_call_whose_end_never_comes_expires_as_abandoned_and_counted() -> None:
@@ -393,17 +401,17 @@ def test_a_call_whose_end_never_comes_expires_as_abandoned_and_counted() -> None
         lost = t.obs.call("c-lost", tenant="acme")
         lost.turn().end()
         live = t.obs.call("c-live", tenant="acme")
-        _age(lost, 61)
-        _age(live, 61)
-        live.turn()  # a new turn: still going
-        t.obs.emitter.recorder.submit(t.obs.emitter._every_second, None)  # the periodic sweep
+        _age(t, lost, 61)
+        _age(t, live, 61)
+        live.turn().end()  # news of the call: still going
+        _sweep(t)
         span = t.span(sc.SPAN_CALL)
         assert span.attributes[sc.CALL_ID] == "c-lost"
         assert span.attributes[sc.CALL_STATUS] == "abandoned"
         assert _value(t, sc.CALLS.name, status="abandoned") == 1
         assert _value(t, sc.TELEMETRY_DROPPED.name, reason="call_expired") == 1
         assert _value(t, sc.CALLS_ACTIVE.name) == 1  # only the live call
-        assert list(t.obs.emitter._calls) == [live]  # the lost call's state is released
+        assert t.obs.materialiser.calls_in_progress() == ["c-live"]  # the lost call's went
         lost.end()  # the engine remembers it after all: ignored, not recorded twice
         live.end()
         assert sorted(
@@ -424,12 +432,12 @@ def test_a_stage_left_open_delays_the_calls_span_by_a_bounded_grace_only() -> No
         assert _value(t, sc.CALLS_ACTIVE.name) == 0  # hung up: counted at once
         assert _value(t, sc.CALLS.name) == 1
         assert not [s for s in t.finished_spans() if s.name == sc.SPAN_CALL]  # waits for the TTS
-        _age(call, 31)  # the grace is min(60 s, call_expiry_s)
-        t.obs.emitter.recorder.submit(t.obs.emitter._every_second, None)
+        _age(t, call, 31)  # the grace is min(60 s, call_expiry_s)
+        _sweep(t)
         assert t.span(sc.SPAN_CALL).attributes[sc.CALL_STATUS] == "completed"
         assert _value(t, sc.TELEMETRY_DROPPED.name, reason="stage_not_ended") == 1
         assert _value(t, sc.CALLS.name) == 1
-        assert not t.obs.emitter._calls
+        assert not t.obs.materialiser.calls_in_progress()
     finally:
         t.obs.shutdown()
 
@@ -536,7 +544,7 @@ def test_a_wrong_at_or_parent_raises_before_anything_starts(telemetry: Telemetry
         call.turn(at="soon")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="finite"):
         call.end(at=float("nan"))
-    assert call.turns == [] and call.end_ns is None
+    assert call.turn_count == 0 and call.end_ns is None
     call.end()
     assert [s.attributes[sc.CALL_ID] for s in telemetry.finished_spans()] == ["c-good"]
     assert _value(telemetry, sc.CALLS.name) == 1

@@ -188,7 +188,7 @@ class EventAdapter:
             self.rejected[reason] = self.rejected.get(reason, 0) + 1
             first = reason not in self._logged
             self._logged.add(reason)
-        self._obs.emitter.count_dropped("events", reason)
+        self._obs.transport.count_dropped("events", reason)
         if first:
             _log.warning(
                 "voiceobs: event rejected (%s): %s (logged once per reason)", reason, detail
@@ -213,7 +213,7 @@ class EventAdapter:
     def _end_expired(self, call_id: str, state: _CallState) -> None:
         del self._calls[call_id]
         self.expired += 1
-        self._obs.emitter.count_dropped("events", EXPIRED_REASON)
+        self._obs.transport.count_dropped("events", EXPIRED_REASON)
         state.call.end(status="abandoned")  # now, as the voice API's own expiry does
 
     def _open_call(self, call_id: str, now: float) -> _CallState | None:

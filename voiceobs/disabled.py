@@ -26,7 +26,7 @@ class DisabledScope:
     start_ns = 0
     start_monotonic_ns = 0
     end_ns = None
-    turns: tuple[()] = ()
+    turn_count = 0
     stages: tuple[()] = ()
     buffers: tuple[()] = ()
 
@@ -38,6 +38,7 @@ class DisabledScope:
 
     turn = stage = stt = llm = tts = tool = jitter_buffer = _self
     user_speech_ended = eou_detected = agent_audio_started = interrupt = end = _nothing
+    snapshot = _nothing
     first_chunk = final = first_token = first_byte = usage = transcript = fail = _nothing
     stream_restart = sample = _nothing
 

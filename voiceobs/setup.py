@@ -38,17 +38,19 @@ from opentelemetry.sdk.resources import (
     Resource,
     get_aggregated_resources,
 )
-from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, SynchronousMultiSpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry
 
 from voiceobs import semconv as sc
 from voiceobs.cost import RateCard
 from voiceobs.disabled import DISABLED
-from voiceobs.emitter import Emitter, Labels, PresetIdGenerator
 from voiceobs.instruments import Instruments, metric_views
 from voiceobs.logbridge import OtlpLogHandler
+from voiceobs.materialiser import Labels, Materialiser
+from voiceobs.records import CircuitState, ProviderRequest
 from voiceobs.redaction import RedactingLogExporter, RedactingSpanExporter, Redactor
 from voiceobs.selftelemetry import (
     GuardedLogExporter,
@@ -58,6 +60,7 @@ from voiceobs.selftelemetry import (
 )
 from voiceobs.settings import VoiceobsSettings
 from voiceobs.sharedpipeline import LogsToProvider, SpansToProvider, global_sdk_providers
+from voiceobs.transport import ThreadTransport, Transport
 from voiceobs.voice import Call, Moment, Parent, at_ns, now_ns
 
 if TYPE_CHECKING:
@@ -121,15 +124,20 @@ class Instrumentation:
         tracer_provider: TracerProvider | None,
         meter_provider: MeterProvider | None,
         logger_provider: LoggerProvider | None,
-        emitter: Emitter,
+        transport: Transport,
         undo: list[Callable[[], None]],
+        sampler: Sampler | None,
     ) -> None:
         self.settings = settings
         self.resource = resource
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
         self.logger_provider = logger_provider
-        self.emitter = emitter
+        self.transport = transport
+        """Where the voice API's records go (see :mod:`voiceobs.transport`)."""
+        self.materialiser: Materialiser | None = None
+        """The export side, when it runs in this process."""
+        self._sampler = sampler
         self._undo = undo
         self.failed_exports = 0
         """Batches that failed to export so far (all signals); ``force_flush`` watches it."""
@@ -166,7 +174,16 @@ class Instrumentation:
             return cast(Call, DISABLED)
         start = self._clock() if at is None else at_ns(at)
         return Call(
-            self.emitter, call_id, tenant, pipeline, caller, direction, start, self._clock, parent
+            self.transport,
+            call_id,
+            tenant,
+            pipeline,
+            caller,
+            direction,
+            start,
+            self._clock,
+            parent,
+            self._sampler,
         )
 
     def circuit_state(self, provider: str, state: str) -> None:
@@ -179,11 +196,11 @@ class Instrumentation:
                 ", ".join(sc.CIRCUIT_STATES),
             )
             return
-        self.emitter.submit_circuit_state(provider, value)
+        self.transport.send(CircuitState(provider, value))
 
     def provider_request(self, provider: str, component: str, outcome: str = "ok") -> None:
         """Count a provider request made outside a stage (health check, warm-up…)."""
-        self.emitter.submit_provider_request(provider, component, outcome)
+        self.transport.send(ProviderRequest(provider, component, outcome))
 
     @property
     def events(self) -> EventAdapter:
@@ -207,7 +224,7 @@ class Instrumentation:
         refused it. Never raises and never waits past ``timeout_s`` (default from settings)."""
         deadline = time.monotonic() + (timeout_s or self.settings.shutdown_timeout_s)
         failed_before = self.failed_exports
-        ok = self.emitter.recorder.flush(_left(deadline))
+        ok = self.transport.flush(_left(deadline))
         providers = [
             p for p in (self.tracer_provider, self.meter_provider, self.logger_provider) if p
         ]
@@ -226,7 +243,7 @@ class Instrumentation:
         self.is_shut_down = True
         atexit.unregister(self._at_exit)
         deadline = time.monotonic() + (timeout_s or self.settings.shutdown_timeout_s)
-        ok = self.emitter.recorder.shutdown(_left(deadline) / 2)
+        ok = self.transport.shutdown(_left(deadline) / 2)
         for undo in reversed(self._undo):
             undo()
         providers = [
@@ -475,7 +492,7 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
         patterns=settings.redact_patterns,
     )
     undo: list[Callable[[], None]] = []
-    ids = PresetIdGenerator()
+    span_processors = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
     tracer_provider: TracerProvider | None = None
     meter_provider: MeterProvider | None = None
     logger_provider: LoggerProvider | None = None
@@ -519,7 +536,7 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
                     if shared_tracer
                     else _env_exporters("traces", chosen, settings),
                     redactor,
-                    ids,
+                    span_processors,
                     meter_provider,
                     count_failure,
                     sampler=shared_tracer.sampler if shared_tracer else None,
@@ -547,7 +564,6 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
             _set_globals(tracer_provider, meter_provider, logger_provider)
 
     meter = (meter_provider or metrics.NoOpMeterProvider()).get_meter(INSTRUMENTATION_SCOPE)
-    tracer = (tracer_provider or trace.NoOpTracerProvider()).get_tracer(INSTRUMENTATION_SCOPE)
     instruments = Instruments(meter)
     failures.append(lambda signal: instruments.export_failures.add(1, {sc.L_SIGNAL: signal}))
     labels = Labels(
@@ -557,27 +573,41 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
         models=settings.models,
         limit=settings.label_limit,
     )
-    emitter = Emitter(
-        tracer,
-        ids,
+    materialiser = Materialiser(
+        span_processors.on_end if tracer_provider is not None else None,
+        resource,
+        InstrumentationScope(INSTRUMENTATION_SCOPE),
         instruments,
         labels,
         rate_card,
         redactor,
-        queue_size=settings.queue_size,
         export_text=settings.export_transcripts,
         max_text_length=settings.max_text_length,
         call_expiry_s=settings.call_expiry_s,
     )
     meter.create_observable_gauge(
         sc.CALLS_OLDEST_AGE.name,
-        callbacks=[emitter.observe_oldest_calls],
+        callbacks=[materialiser.observe_oldest_calls],
         unit=sc.CALLS_OLDEST_AGE.unit,
         description=sc.CALLS_OLDEST_AGE.description,
     )
-    instrumentation = Instrumentation(
-        settings, resource, tracer_provider, meter_provider, logger_provider, emitter, undo
+    transport = ThreadTransport(
+        settings.queue_size,
+        materialiser.handle,
+        materialiser.every_second,
+        materialiser.forget_calls,
     )
+    instrumentation = Instrumentation(
+        settings,
+        resource,
+        tracer_provider,
+        meter_provider,
+        logger_provider,
+        transport,
+        undo,
+        tracer_provider.sampler if tracer_provider is not None else None,
+    )
+    instrumentation.materialiser = materialiser
     instrumentation.prometheus_registry = registry
 
     def count_on_instrumentation(_: str) -> None:
@@ -595,7 +625,7 @@ def _init_tracing(
     resource: Resource,
     exporters: list[SpanExporter],
     redactor: Redactor,
-    ids: PresetIdGenerator,
+    processors: SynchronousMultiSpanProcessor,
     meter_provider: MeterProvider | None,
     count_failure: Callable[[str], None],
     sampler: Sampler | None = None,
@@ -611,7 +641,6 @@ def _init_tracing(
     )
     provider = TracerProvider(
         resource=resource,
-        id_generator=ids,
         span_limits=limits,
         sampler=sampler,
         shutdown_on_exit=False,
@@ -620,7 +649,8 @@ def _init_tracing(
         exporter: SpanExporter = GuardedSpanExporter(inner, count_failure)
         if redactor.active:
             exporter = RedactingSpanExporter(exporter, redactor)
-        provider.add_span_processor(BatchSpanProcessor(exporter, meter_provider=meter_provider))
+        processors.add_span_processor(BatchSpanProcessor(exporter, meter_provider=meter_provider))
+    provider.add_span_processor(processors)
     return provider
 
 

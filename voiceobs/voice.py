@@ -7,10 +7,12 @@ a moment takes an optional ``at`` (Unix time in seconds as a float, or a timezon
 the clock is read. That clock is the wall clock at the call's start plus the monotonic time
 since, so a wall-clock step (NTP) never makes a duration negative.
 
-On the engine's thread these objects only note timestamps and ids. Spans, metric points and
-exemplars are made from them by a background worker (see :mod:`voiceobs.recorder`), so a turn
-costs the engine microseconds. Span ids are chosen up front, so logs written inside a scope
-already carry the trace id and span id that the span will have.
+On the engine's thread these objects only note timestamps and ids. When a scope ends it hands
+an immutable record (:mod:`voiceobs.records`) to a transport (:mod:`voiceobs.transport`); the
+export side, in another process by default, makes the spans, metric points and exemplars and
+owns every piece of per-call state. A turn costs the engine a few appends. Trace and span ids
+are chosen here, up front, so logs written inside a scope and outgoing ``traceparent`` headers
+already carry the ids the spans will have.
 """
 
 from __future__ import annotations
@@ -29,10 +31,22 @@ from typing import TYPE_CHECKING, Literal, Self
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext
+from opentelemetry.sdk.trace.sampling import Decision, Sampler
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind
+
+from voiceobs import semconv as sc
+from voiceobs.records import (
+    CallClosed,
+    CallEnded,
+    CallStarted,
+    JitterSnapshot,
+    StageEnded,
+    StreamRestarted,
+    TurnEnded,
+)
 
 if TYPE_CHECKING:
-    from voiceobs.emitter import Emitter
+    from voiceobs.transport import Transport
 
 StageKind = Literal["stt", "llm", "tts", "tool"]
 Clock = Callable[[], int]
@@ -56,6 +70,10 @@ def current_call_id(ctx: Context | None = None) -> str | None:
 
 def _new_span_id() -> int:
     return random.getrandbits(64) or 1
+
+
+def _new_trace_id() -> int:
+    return random.getrandbits(128) or 1
 
 
 def at_ns(at: Moment) -> int:
@@ -284,12 +302,36 @@ class Stage(_Scope):
         if self.end_ns is not None:
             return
         self.end_ns = self._ns(at)
-        call = self.turn.call
-        if self.turn.end_ns is not None:  # the turn went out already: send this on its own
-            call.emitter.submit_stage(self)
+        turn = self.turn
+        call = turn.call
+        if turn.end_ns is not None:  # the turn went out already: send this on its own
+            call.transport.send(self._record(self.end_ns))
         call.open_stages -= 1
         if call.end_ns is not None and call.open_stages == 0:
-            call.emitter.submit_call_close(call)
+            call.transport.send_kept(CallClosed(call.call_id))
+            call.transport.forget(call.call_id)
+
+    def _record(self, end_ns: int) -> StageEnded:
+        turn = self.turn
+        return StageEnded(
+            turn.call.call_id,
+            turn.number,
+            turn.span_id,
+            turn.speech_end_ns,
+            self.span_id,
+            self.kind,
+            self.provider,
+            self.model,
+            self.start_ns,
+            end_ns,
+            self.first_chunk_ns,
+            self.error_type,
+            self.audio_seconds,
+            self.input_tokens,
+            self.output_tokens,
+            self.characters,
+            self.text,
+        )
 
 
 class Turn(_Scope):
@@ -308,7 +350,6 @@ class Turn(_Scope):
         "number",
         "speech_end_ns",
         "stages",
-        "stages_done",
     )
 
     def __init__(self, call: Call, number: int, start_ns: int) -> None:
@@ -324,7 +365,6 @@ class Turn(_Scope):
         self.agent_audio_ns: int | None = None
         self.interrupted_ns: int | None = None
         self.stages: list[Stage] = []
-        self.stages_done: list[Stage] = []  # ended by the time the turn ended: sent with it
         self._ctx = None
         self._token = None
         self._anchor = call._anchor
@@ -393,69 +433,99 @@ class Turn(_Scope):
 
     def _end(self, end_ns: int) -> None:
         self.end_ns = end_ns
-        self.stages_done = [stage for stage in self.stages if stage.end_ns is not None]
-        self.call.emitter.submit_turn(self)
+        call = self.call
+        if self in call._open_turns:
+            call._open_turns.remove(self)
+        call.transport.send(
+            TurnEnded(
+                call.call_id,
+                self.number,
+                self.span_id,
+                self.start_ns,
+                end_ns,
+                self.speech_end_ns,
+                self.eou_ns,
+                self.eou_provider,
+                self.eou_model,
+                self.agent_audio_ns,
+                self.interrupted_ns,
+                tuple(
+                    stage._record(stage.end_ns)
+                    for stage in self.stages
+                    if stage.end_ns is not None  # ended by now: sent with the turn
+                ),
+            )
+        )
 
 
 class JitterBuffer:
     """Jitter-buffer depth samples of one call and direction: the per-audio-frame hot path.
 
     A call has one per direction (:meth:`Call.jitter_buffer` hands back the same object each
-    time). :meth:`sample` only adds to two numbers; the background worker turns them into one
-    histogram point per second (the mean depth of that second's frames).
+    time). :meth:`sample` only adds to two numbers; the transport reads the running totals
+    once a second and the export side turns the difference into one histogram point (the mean
+    depth of that second's frames).
     """
 
-    __slots__ = ("call", "count", "direction", "seen_count", "seen_total", "total")
+    __slots__ = ("call_id", "count", "direction", "sent_count", "total")
 
-    def __init__(self, call: Call, direction: str) -> None:
-        self.call = call
+    def __init__(self, call_id: str, direction: str) -> None:
+        self.call_id = call_id
         self.direction = direction
         self.count = 0
         self.total = 0.0
-        self.seen_count = 0  # worker-side cursor
-        self.seen_total = 0.0
+        self.sent_count = 0
+        """Frames covered by the latest snapshot; written by the transport only."""
 
     def sample(self, depth_s: float) -> None:
         """The buffer holds ``depth_s`` seconds of audio now (call once per frame)."""
         self.count += 1
         self.total += depth_s
 
+    def snapshot(self) -> JitterSnapshot | None:
+        """The running totals, or None when no frame came since the latest snapshot."""
+        count, total = self.count, self.total
+        if count == self.sent_count:
+            return None
+        self.sent_count = count
+        return JitterSnapshot(self.call_id, self.direction, count, total)
+
 
 class Call(_Scope):
     """One phone or WebRTC call: the root span of its trace.
 
-    Its start and its end are never dropped, even when the recorder's queue is full (turns
+    Its start and its end are never dropped, even when the transport's buffer is full (turns
     and samples may be, counted). Its record (span, duration, cost) goes out once it has hung
     up and its last stage has ended (a stage never ended is waited for 60 s at most); a call
-    whose end never comes is closed as ``abandoned`` once ``call_expiry_s`` passed without a
-    new turn.
+    whose end never comes is closed as ``abandoned`` once ``call_expiry_s`` passed without
+    news of it.
     """
 
     __slots__ = (
+        "__weakref__",
         "_base",
         "_buffer_of",
-        "active_monotonic_ns",
+        "_open_turns",
         "call_id",
         "caller",
-        "cost_usd",
         "direction",
-        "emitter",
+        "ended",
         "failure_reason",
-        "metric_labels",
         "open_stages",
         "pipeline",
         "restarts",
-        "span",
+        "started",
         "status",
         "tenant",
         "trace_flags",
         "trace_id",
-        "turns",
+        "transport",
+        "turn_count",
     )
 
     def __init__(
         self,
-        emitter: Emitter,
+        transport: Transport,
         call_id: str,
         tenant: str,
         pipeline: str,
@@ -464,34 +534,70 @@ class Call(_Scope):
         start_ns: int,
         clock: Clock,
         parent: Parent | None,
+        sampler: Sampler | None,
     ) -> None:
         parent_ctx = parent_context(parent)  # a bad parent raises before anything starts
-        self.emitter = emitter
+        self.transport = transport
         self.call_id = call_id
         self.tenant = tenant
         self.pipeline = pipeline
         self.caller = caller
         self.direction = direction
-        self.active_monotonic_ns = _monotonic_ns()  # latest start, turn or hang-up: expiry
-        self._anchor = clock() - self.active_monotonic_ns
+        self._anchor = clock() - _monotonic_ns()
         self._base: Context | None = None
         self.start_ns = start_ns
         self.end_ns = None
         self.status = "completed"
         self.failure_reason = "none"
-        self.turns: list[Turn] = []
+        self.turn_count = 0
+        self._open_turns: list[Turn] = []
         self.restarts = 0
-        self.cost_usd = 0.0  # summed by the worker
-        self.metric_labels: dict[str, str] = {}  # bounded tenant/pipeline, set by the worker
         self._buffer_of: dict[str, JitterBuffer] = {}  # direction -> its one buffer
         self.open_stages = 0  # started and not yet ended, across all turns
         self._ctx = None
         self._token = None
-        self.span = emitter.start_call_span(self, parent_ctx)
-        span_context = self.span.get_span_context()
-        self.trace_id = span_context.trace_id
-        self.span_id = span_context.span_id
-        self.trace_flags = int(span_context.trace_flags)
+        self.span_id = _new_span_id()
+        self.ended: CallEnded | None = None
+        self.started = self._start_record(parent_ctx, sampler)
+        self.trace_id = self.started.trace_id
+        self.trace_flags = self.started.trace_flags
+        transport.send_kept(self.started)
+        transport.remember(self)
+
+    def _start_record(self, parent_ctx: Context | None, sampler: Sampler | None) -> CallStarted:
+        """The call's ids: its trace (the parent's, or a new one), the sampling decision,
+        and a link to the span current at the start when there is no parent."""
+        parent = trace.get_current_span(parent_ctx).get_span_context() if parent_ctx else None
+        link = None
+        if parent is not None and parent.is_valid:
+            trace_id, parent_span_id, remote = parent.trace_id, parent.span_id, parent.is_remote
+        else:
+            trace_id, parent_span_id, remote = _new_trace_id(), 0, False
+            current = trace.get_current_span().get_span_context()
+            if parent_ctx is None and current.is_valid:
+                link = (current.trace_id, current.span_id, int(current.trace_flags))
+        if sampler is None:
+            flags = int(parent.trace_flags) if parent is not None and parent.is_valid else 0
+        else:
+            decision = sampler.should_sample(
+                parent_ctx, trace_id, sc.SPAN_CALL, SpanKind.SERVER
+            ).decision
+            flags = 1 if decision is Decision.RECORD_AND_SAMPLE else 0
+        return CallStarted(
+            self.call_id,
+            trace_id,
+            self.span_id,
+            parent_span_id,
+            remote,
+            flags,
+            self.tenant,
+            self.pipeline,
+            self.caller,
+            self.direction,
+            self.start_ns,
+            self.start_ns - self._anchor,
+            link,
+        )
 
     def _trace_ids(self) -> tuple[int, int]:
         return self.trace_id, self.trace_flags
@@ -516,9 +622,10 @@ class Call(_Scope):
 
     def turn(self, at: Moment | None = None) -> Turn:
         """Start the next turn (numbered from 1)."""
-        turn = Turn(self, len(self.turns) + 1, self._ns(at))
-        self.turns.append(turn)
-        self.active_monotonic_ns = _monotonic_ns()
+        start_ns = self._ns(at)
+        self.turn_count += 1
+        turn = Turn(self, self.turn_count, start_ns)
+        self._open_turns.append(turn)
         return turn
 
     def stream_restart(
@@ -526,7 +633,9 @@ class Call(_Scope):
     ) -> None:
         """A streaming connection (STT, TTS…) had to be re-opened."""
         self.restarts += 1
-        self.emitter.submit_restart((self, provider, component, reason, self._ns(at)))
+        self.transport.send(
+            StreamRestarted(self.call_id, provider, component, reason, self._ns(at))
+        )
 
     def jitter_buffer(self, direction: str = "inbound") -> JitterBuffer:
         """This call's jitter-buffer sampler for ``direction``: made on first use, then the
@@ -534,13 +643,14 @@ class Call(_Scope):
         allocates nothing."""
         buffer = self._buffer_of.get(direction)
         if buffer is None:
-            buffer = self._buffer_of[direction] = JitterBuffer(self, direction)
+            buffer = self._buffer_of[direction] = JitterBuffer(self.call_id, direction)
+            if self.end_ns is None:
+                self.transport.watch(buffer)
         return buffer
 
     @property
     def buffers(self) -> tuple[JitterBuffer, ...]:
-        """The call's jitter buffers, one per direction sampled so far (a snapshot: the
-        worker reads it while the engine may add a direction)."""
+        """The call's jitter buffers, one per direction sampled so far."""
         return tuple(self._buffer_of.copy().values())
 
     def fail(self, reason: str, status: str = "failed") -> None:
@@ -572,15 +682,28 @@ class Call(_Scope):
             self.status = status
         if failure_reason is not None:
             self.failure_reason = failure_reason
-        for turn in self.turns:
-            if turn.end_ns is None:
-                turn._end(end_ns)
+        for turn in list(self._open_turns):
+            turn._end(end_ns)
         self.end_ns = end_ns
-        self.active_monotonic_ns = _monotonic_ns()
-        if self.open_stages == 0:
-            self.emitter.submit_call_close(self)
-        else:
-            self.emitter.submit_hang_up(self)
+        transport = self.transport
+        for buffer in self._buffer_of.values():
+            transport.unwatch(buffer)
+            snapshot = buffer.snapshot()
+            if snapshot is not None:
+                transport.send(snapshot)
+        complete = self.open_stages == 0
+        self.ended = CallEnded(
+            self.call_id,
+            end_ns,
+            self.status,
+            self.failure_reason,
+            self.turn_count,
+            self.restarts,
+            complete,
+        )
+        transport.send_kept(self.ended)
+        if complete:
+            transport.forget(self.call_id)
 
 
 def now_ns() -> int:

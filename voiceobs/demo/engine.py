@@ -303,7 +303,7 @@ def create_app(
     @app.post("/v1/calls/{call_id}/hangup")
     def hangup(call_id: str, request: Hangup) -> dict[str, object]:
         call = engine.hang_up(call_id, request)
-        return {"call_id": call.call_id, "turns": len(call.turns)}
+        return {"call_id": call.call_id, "turns": call.turn_count}
 
     obs.instrument_app(app)
     return app

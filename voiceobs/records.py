@@ -1,0 +1,141 @@
+"""The records the engine side hands to the export side: immutable, plain data, picklable.
+
+The voice API never shares a mutable object with materialisation. Each moment it needs to
+report becomes one of these tuples (ids, numbers, short strings), sent through a transport:
+to a thread of the engine's process, or through a pipe to the export process. The export side
+owns every piece of per-call state (labels, cost, jitter-buffer cursors, open calls), keyed by
+call id. This module imports nothing of voiceobs, so both sides can share it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class CallStarted(NamedTuple):
+    """A call began. Kept by the engine side until the call ends, and sent again to an export
+    process that restarted, so the call's span still goes out."""
+
+    call_id: str
+    trace_id: int
+    span_id: int
+    parent_span_id: int
+    """0 for a root span; else the span the call continues (``parent=``)."""
+    parent_is_remote: bool
+    trace_flags: int
+    tenant: str
+    pipeline: str
+    caller: str | None
+    direction: str
+    start_ns: int
+    start_monotonic_ns: int
+    link: tuple[int, int, int] | None
+    """(trace id, span id, flags) of the span current when the call began without a parent."""
+
+
+class StageEnded(NamedTuple):
+    """A provider stage (STT, LLM, TTS, tool) ended."""
+
+    call_id: str
+    turn_number: int
+    turn_span_id: int
+    turn_speech_end_ns: int | None
+    span_id: int
+    kind: str
+    provider: str
+    model: str
+    start_ns: int
+    end_ns: int
+    first_chunk_ns: int | None
+    error_type: str | None
+    audio_seconds: float
+    input_tokens: int
+    output_tokens: int
+    characters: int
+    text: str | None
+
+
+class TurnEnded(NamedTuple):
+    """A turn ended, with the stages that had ended by then."""
+
+    call_id: str
+    number: int
+    span_id: int
+    start_ns: int
+    end_ns: int
+    speech_end_ns: int | None
+    eou_ns: int | None
+    eou_provider: str
+    eou_model: str
+    agent_audio_ns: int | None
+    interrupted_ns: int | None
+    stages: tuple[StageEnded, ...]
+
+
+class JitterSnapshot(NamedTuple):
+    """The running totals of one call's jitter-buffer samples in one direction."""
+
+    call_id: str
+    direction: str
+    frames: int
+    total: float
+
+
+class StreamRestarted(NamedTuple):
+    call_id: str
+    provider: str
+    component: str
+    reason: str
+    at_ns: int
+
+
+class CallEnded(NamedTuple):
+    """The call hung up. ``complete``: no stage is open, so its record can go out now;
+    otherwise a :class:`CallClosed` follows when its last stage ends."""
+
+    call_id: str
+    end_ns: int
+    status: str
+    failure_reason: str
+    turns: int
+    restarts: int
+    complete: bool
+
+
+class CallClosed(NamedTuple):
+    """The last stage of a hung-up call ended."""
+
+    call_id: str
+
+
+class Dropped(NamedTuple):
+    """Telemetry the engine side refused or lost, for ``voiceobs.telemetry.dropped``."""
+
+    signal: str
+    reason: str
+    items: int
+
+
+class CircuitState(NamedTuple):
+    provider: str
+    value: int
+
+
+class ProviderRequest(NamedTuple):
+    provider: str
+    component: str
+    outcome: str
+
+
+Record = (
+    CallStarted
+    | TurnEnded
+    | StageEnded
+    | JitterSnapshot
+    | StreamRestarted
+    | CallEnded
+    | CallClosed
+    | Dropped
+    | CircuitState
+    | ProviderRequest
+)
