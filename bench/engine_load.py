@@ -200,6 +200,15 @@ def figures_for(calls: int, runs: dict[str, dict[str, Any]]) -> list[Figure]:
         baseline_name="sdk",
         goal=Goal("<=", 0.5) if at_goal else None,
     )
+    for mode in ("sdk", "voiceobs"):
+        add(
+            f"{mode}-rss",
+            f"engine process memory (RSS) at the end of the run, {mode}",
+            runs[mode]["rss_mb"],
+            "MiB",
+            baseline=runs["none"]["rss_mb"],
+            baseline_name="none",
+        )
     add(
         "voiceobs-shutdown",
         "shutdown() after the load, voiceobs",

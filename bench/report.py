@@ -193,7 +193,10 @@ def _competition(figures: list[Figure]) -> str:
         "engine-load runs share them with the Collector only. CPU each took, in % of one core:",
         "",
     ]
-    lines += [f"- {f.title}: {f.note}" for f in shares]
+    cores = os.cpu_count() or 1
+    lines += [
+        f"- {f.title}: {f.note}; free: {max(0.0, 100 * cores - f.value):.0f} %" for f in shares
+    ]
     collector = [f for f in figures if f.name.endswith("-collector-cpu")]
     if collector:
         worst = max(collector, key=lambda f: f.value)
