@@ -1,8 +1,9 @@
 """``make bench``: the benchmark suite of voiceobs, every figure beside its baseline.
 
 Runs the engine load with event-loop lag, HTTP under load and the hot path against a private
-Collector, prints a table, writes ``bench/results/<figure>.json`` and, when every part ran,
-docs/performance.md. Exits non-zero only when the harness fails; a missed goal is a result.
+Collector, then the Collector's own throughput; prints a table, writes
+``bench/results/<figure>.json`` and, when every part ran, docs/performance.md. Exits non-zero
+only when the harness fails; a missed goal is a result.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ import subprocess
 import sys
 import time
 
-from bench import engine_load, http_load, report
+from bench import collector_throughput, engine_load, http_load, report
 from bench.collector import HarnessError, PrivateCollector
 from bench.engine_load import REPO_ROOT
 from bench.figures import Figure
 from bench.tools import collector_binary, vegeta, wrk
 
-PARTS = ("engine", "http", "hotpath")
+PARTS = ("engine", "http", "hotpath", "collector")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -27,7 +28,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--short",
         action="store_true",
-        help="CI's form (~4 min): 200 calls for 15 s per mode, 10 s HTTP runs, 3 hot-path rounds",
+        help="CI's form (~4 min): 200 calls for 15 s per mode, 10 s HTTP and Collector runs, "
+        "3 hot-path rounds",
     )
     parser.add_argument("--calls", help="engine loads, comma-separated (default 50,200,500)")
     parser.add_argument("--seconds", type=float, help="per engine run (default 30)")
@@ -42,6 +44,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.seconds = args.seconds or (15.0 if args.short else 30.0)
     args.http_seconds = args.http_seconds or (10.0 if args.short else 20.0)
     args.rounds = 3 if args.short else 5
+    args.collector_seconds = 10.0 if args.short else 30.0
     args.parts = args.only.split(",") if args.only else list(PARTS)
     unknown = set(args.parts) - set(PARTS)
     if unknown:
@@ -92,6 +95,8 @@ def main(argv: list[str]) -> int:
                 figures += http_load.measure(args.http_seconds, collector)
         if "hotpath" in args.parts:
             figures += hotpath(args.rounds)
+        if "collector" in args.parts:
+            figures += collector_throughput.measure(args.collector_seconds)
     except (HarnessError, subprocess.SubprocessError, OSError) as exc:
         print(f"bench: harness error: {exc}", file=sys.stderr)
         return 1
@@ -100,7 +105,8 @@ def main(argv: list[str]) -> int:
     how = (
         f"{'short' if args.short else 'full'} form: engine load at "
         f"{', '.join(str(n) for n in args.calls)} calls for {args.seconds:.0f} s per mode, "
-        f"HTTP runs of {args.http_seconds:.0f} s"
+        f"HTTP runs of {args.http_seconds:.0f} s, Collector throughput for "
+        f"{args.collector_seconds:.0f} s"
     )
     if set(args.parts) == set(PARTS):
         report.write_doc(figures, machine, how)

@@ -15,9 +15,12 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+import psutil
 
 from bench.cpu import process_cpu
 from bench.tools import collector_binary
@@ -65,41 +68,60 @@ def _free(port: int) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Ports:
+    grpc: int = OTLP_GRPC_PORT
+    http: int = OTLP_HTTP_PORT
+    telemetry: int = TELEMETRY_PORT
+    metrics: int | None = METRICS_PORT
+    """The Prometheus exporter of what engines sent; ``None`` when the config has none."""
+
+
 class PrivateCollector:
-    """Runs the Collector for the length of a ``with`` block."""
+    """Runs the Collector for the length of a ``with`` block: bench/collector.yaml unless
+    ``configs`` (merged in order) and their ``env`` and ``ports`` say otherwise."""
 
-    endpoint_grpc = f"http://127.0.0.1:{OTLP_GRPC_PORT}"
-    endpoint_http = f"http://127.0.0.1:{OTLP_HTTP_PORT}"
-
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        configs: Sequence[Path] = (CONFIG,),
+        env: Mapping[str, str] | None = None,
+        ports: Ports = Ports(),
+    ) -> None:
+        self.ports = ports
+        self.endpoint_grpc = f"http://127.0.0.1:{ports.grpc}"
+        self.endpoint_http = f"http://127.0.0.1:{ports.http}"
+        self._configs = configs
+        self._env = (
+            dict(env)
+            if env is not None
+            else {
+                "BENCH_OTLP_GRPC_PORT": str(ports.grpc),
+                "BENCH_OTLP_HTTP_PORT": str(ports.http),
+                "BENCH_TELEMETRY_PORT": str(ports.telemetry),
+                "BENCH_METRICS_PORT": str(ports.metrics),
+            }
+        )
         self._proc: subprocess.Popen[bytes] | None = None
         self._log = tempfile.NamedTemporaryFile(prefix="bench-collector-", suffix=".log")  # noqa: SIM115
 
     def __enter__(self) -> PrivateCollector:
-        ports = (OTLP_GRPC_PORT, OTLP_HTTP_PORT, TELEMETRY_PORT, METRICS_PORT)
-        busy = [p for p in ports if not _free(p)]
+        ports = [self.ports.grpc, self.ports.http, self.ports.telemetry, self.ports.metrics]
+        busy = [p for p in ports if p is not None and not _free(p)]
         if busy:
             raise HarnessError(f"the bench Collector's ports {busy} are taken on 127.0.0.1")
-        env = dict(
-            os.environ,
-            BENCH_OTLP_GRPC_PORT=str(OTLP_GRPC_PORT),
-            BENCH_OTLP_HTTP_PORT=str(OTLP_HTTP_PORT),
-            BENCH_TELEMETRY_PORT=str(TELEMETRY_PORT),
-            BENCH_METRICS_PORT=str(METRICS_PORT),
-        )
+        command = [str(collector_binary())]
+        for config in self._configs:
+            command += ["--config", str(config)]
         self._proc = subprocess.Popen(
-            [str(collector_binary()), "--config", str(CONFIG)],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+            command, env={**os.environ, **self._env}, stdout=self._log, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise HarnessError(f"the bench Collector exited: {self.log_tail()}")
             try:
-                _scrape(TELEMETRY_PORT)
-                with socket.create_connection(("127.0.0.1", OTLP_GRPC_PORT), timeout=1):
+                _scrape(self.ports.telemetry)
+                with socket.create_connection(("127.0.0.1", self.ports.grpc), timeout=1):
                     return self
             except OSError:
                 time.sleep(0.2)
@@ -132,14 +154,24 @@ class PrivateCollector:
     def cpu_seconds(self) -> float:
         return process_cpu(self.pid)
 
+    def rss_mib(self) -> float:
+        return float(psutil.Process(self.pid).memory_info().rss) / 2**20
+
     def counts(self) -> dict[str, float]:
-        """Receiver totals so far: ``accepted_spans``, ``refused_log_records``… (all receivers,
-        all transports)."""
-        totals = {f"{kind}_{signal}": 0.0 for kind in ("accepted", "refused") for signal in SIGNALS}
-        for name, _, value in _scrape(TELEMETRY_PORT):
-            for key in totals:
-                if name in (f"otelcol_receiver_{key}", f"otelcol_receiver_{key}_total"):
-                    totals[key] += value
+        """Totals so far over all receivers and exporters: ``accepted_spans``,
+        ``refused_log_records``… (receivers), ``sent_spans``, ``send_failed_spans``…
+        (exporters)."""
+        kinds = {
+            "accepted": "receiver", "refused": "receiver",
+            "sent": "exporter", "send_failed": "exporter", "enqueue_failed": "exporter",
+        }  # fmt: skip
+        totals = {f"{kind}_{signal}": 0.0 for kind in kinds for signal in SIGNALS}
+        for name, _, value in _scrape(self.ports.telemetry):
+            for kind, component in kinds.items():
+                for signal in SIGNALS:
+                    metric = f"otelcol_{component}_{kind}_{signal}"
+                    if name in (metric, f"{metric}_total"):
+                        totals[f"{kind}_{signal}"] += value
         return totals
 
     def engine_metric(self, name: str, job: str, label: str | None = None) -> float | None:
@@ -147,7 +179,7 @@ class PrivateCollector:
         ``label``, when given); ``None`` when it sent no such series."""
         values = [
             value
-            for sample, labels, value in _scrape(METRICS_PORT)
+            for sample, labels, value in _scrape(self.ports.metrics or METRICS_PORT)
             if sample == name and labels.get("job") == job and (label is None or label in labels)
         ]
         return sum(values) if values else None

@@ -34,6 +34,16 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def dropped(collector: PrivateCollector, service: str) -> float:
+    """What ``service`` said it dropped: ``voiceobs.telemetry.dropped`` (all reasons) plus the
+    SDK span processor's errors (queue full…), as the Collector received them."""
+    counted = collector.engine_metric("voiceobs_telemetry_dropped_total", service) or 0.0
+    failed = collector.engine_metric(
+        "otel_sdk_processor_span_processed_total", service, label="error_type"
+    )
+    return counted + (failed or 0.0)
+
+
 def run_engine(
     mode: str, calls: int, seconds: float, collector: PrivateCollector
 ) -> dict[str, Any]:
@@ -65,11 +75,7 @@ def run_engine(
     result["turns_counted"] = collector.engine_metric("voice_turns_total", service) or 0.0
     if mode != "none" and not result["turns_counted"]:
         raise HarnessError(f"the Collector has no voice_turns_total from {service}")
-    dropped = collector.engine_metric("voiceobs_telemetry_dropped_total", service) or 0.0
-    failed = collector.engine_metric(
-        "otel_sdk_processor_span_processed_total", service, label="error_type"
-    )
-    result["dropped"] = dropped + (failed or 0.0)
+    result["dropped"] = dropped(collector, service)
     result["stderr"] = proc.stderr[-2000:]
     return result
 

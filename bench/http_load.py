@@ -22,7 +22,7 @@ from typing import Any
 
 from bench.collector import HarnessError, PrivateCollector, deltas
 from bench.cpu import tree_cpu
-from bench.engine_load import REPO_ROOT, clean_env
+from bench.engine_load import REPO_ROOT, clean_env, dropped
 from bench.figures import Figure, Goal
 from bench.tools import vegeta, wrk
 
@@ -186,6 +186,7 @@ def run_mode(mode: str, seconds: float, collector: PrivateCollector) -> dict[str
             / max(1.0, saturated["requests"]),
             "served": served,
             "collector": deltas(counts, collector.counts()),
+            "dropped": dropped(collector, service),
         }
 
 
@@ -253,6 +254,15 @@ def figures_for(runs: dict[str, dict[str, Any]]) -> list[Figure]:
                 "spans",
                 note=f"{run['served']:.0f} requests, "
                 f"{run['collector']['accepted_spans']:.0f} spans",
+                goal=Goal(">=", 1.0, on_ratio=False) if ours else None,
+            )
+            add(
+                f"{mode}-dropped",
+                f"telemetry the server counted as dropped, {label}",
+                run["dropped"],
+                "items",
+                note="voiceobs.telemetry.dropped + SDK span-processor errors",
+                goal=Goal("<=", 0, on_ratio=False) if ours else None,
             )
         for phase in ("wrk", "vegeta"):
             shares = run[f"{phase}_cpu"]

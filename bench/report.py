@@ -178,6 +178,12 @@ library has when it runs.
   thread (`thread_time`, median of 5 rounds) against the same operation in plain SDK code,
   the disabled mode, whole-process CPU per turn (all threads and child processes), and
   `shutdown()` against a dead Collector.
+- **Collector throughput** (`bench/collector_throughput.py`): one Collector with the stack's
+  own `collector/config.yaml` (memory_limiter, filter, resource, scrub, redaction, transform,
+  batch) whose exporters `bench/collector-throughput.yaml` swaps for one that keeps nothing,
+  takes 20 000 spans/s and 20 000 log records/s over OTLP/HTTP from pre-encoded batches of
+  500 voiceobs-shaped turn spans and call logs (a phone number in each for the redaction
+  rules); every item sent must be accepted and exported (none refused, none rejected).
 """
 
 
@@ -245,7 +251,7 @@ ratios, not absolute values, and rerun before drawing conclusions from one run).
 ## How to reproduce
 
 ```bash
-make bench                     # full: 50, 200 and 500 calls, 30 s per mode (~12 min)
+make bench                     # full: 50, 200 and 500 calls, 30 s per mode (~10 min)
 make bench BENCH_ARGS=--short  # CI's form: 200 calls, 15 s per mode, 10 s HTTP runs (~4 min)
 .venv/bin/python -m bench -h   # every option (calls, durations, parts)
 ```
