@@ -11,6 +11,8 @@ STAMP := $(VENV)/.installed
 # The demo's traffic: bounded in calls and seconds (voiceobs demo --help for every option).
 DEMO_ARGS ?= --calls 120 --duration 90 --rate 2 --concurrency 10
 OTLP_ENDPOINT ?= http://127.0.0.1:4317
+# The benchmark suite's options (.venv/bin/python -m bench -h): CI passes --short.
+BENCH_ARGS ?=
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -40,8 +42,8 @@ test: $(STAMP) ## The whole suite: unit, config and end-to-end tests (builds the
 test-unit: $(STAMP) ## Only the tests that need no backend
 	$(PY) -m pytest -q -m 'not stack' tests
 
-bench: $(STAMP) ## Hot-path benchmark: voiceobs vs the plain OpenTelemetry SDK, same run
-	$(PY) bench/bench_hotpath.py
+bench: $(STAMP) ## Benchmark suite (engine load, HTTP, hot path) → docs/performance.md; BENCH_ARGS=--short for CI's ~4 min form
+	$(PY) -m bench $(BENCH_ARGS)
 
 test-deps: $(STAMP) ## Unit suite at the lowest and the highest dependency versions allowed (~9 min)
 	$(PY) scripts/dependency_range.py

@@ -1,14 +1,15 @@
-"""Hot-path benchmark: voiceobs against the straightforward OpenTelemetry SDK code.
+"""Hot path: voiceobs against the straightforward OpenTelemetry SDK code, in this process.
 
-Prints the cost per turn and per jitter-buffer sample on the engine's thread, each as a ratio
-to a baseline measured in the same run (same machine, same SDK), and the disabled mode's cost.
+The cost per turn and per jitter-buffer sample on the engine's thread, each as a ratio to a
+baseline measured in the same run (same machine, same SDK), and the disabled mode's cost.
 The per-frame sample is measured both ways the README allows: on a buffer held by the engine,
 and as ``call.jitter_buffer(direction).sample(depth)`` on every frame.
 Goals: a turn ≤ 50 µs, a frame sample ≤ 1 µs, disabled mode near zero, and ``shutdown()``
 with no Collector listening done within its deadline (ratio to ``shutdown_timeout_s`` ≤ 1.05).
 
-Run with ``make bench``. Exporters discard what they get, in background threads as in
-production, so only the engine-thread cost is compared.
+Part of ``make bench`` (``python -m bench.hotpath`` alone). Exporters discard what they get, in
+background threads as in production, so only the engine-thread cost is compared; the
+whole-process figure counts every thread and every child process.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from bench.cpu import children_cpu, children_delta
+from bench.figures import Figure, Goal
 from voiceobs import Exporters, VoiceobsSettings, setup_instrumentation
 from voiceobs.semconv import STAGE_LATENCY_BUCKETS, TURN_LATENCY_BUCKETS
 
@@ -50,12 +53,15 @@ def per_op(fn: Callable[[], None], n: int, rounds: int = 5) -> float:
 
 
 def total_cpu(fn: Callable[[], None], n: int, settle: Callable[[], None]) -> float:
-    """Process CPU seconds per call of ``fn``, background materialisation included."""
-    began = time.process_time()
+    """CPU seconds per call of ``fn`` of this process and its children, background
+    materialisation and export included."""
+    me = os.getpid()
+    began, children = time.process_time(), children_cpu(me)
     for _ in range(n):
         fn()
     settle()
-    return (time.process_time() - began) / n
+    spent = time.process_time() - began + children_delta(children, children_cpu(me))
+    return spent / n
 
 
 Ops = tuple[Callable[[], None], Callable[[], None], Callable[[], None], Callable[[], None]]
@@ -133,8 +139,8 @@ def voiceobs_ops(enabled: bool) -> Ops:
         call.jitter_buffer("inbound").sample(0.04)
 
     def settle() -> None:
-        """Let the worker finish materialising before the next measurement."""
-        obs.transport.flush(60)
+        """Let the background work finish before the next measurement."""
+        obs.force_flush(60)
 
     return turn, sample, sample_looked_up, settle
 
@@ -162,52 +168,105 @@ def shutdown_with_dead_collector(timeout_s: float) -> float:
     return time.monotonic() - began
 
 
-def main() -> None:
+def measure(rounds: int = 5) -> list[Figure]:
+    group = "Hot path, engine thread"
     base_turn, base_sample, _, base_settle = sdk_baseline()
     our_turn, our_sample, our_looked_up, settle = voiceobs_ops(True)
     off_turn, off_sample, off_looked_up, _ = voiceobs_ops(False)
     rows = [
-        ("turn (4 spans, events, metrics)", 2000, base_turn, our_turn, off_turn, 50e-6),
-        ("jitter-buffer sample (per frame)", 200_000, base_sample, our_sample, off_sample, 1e-6),
+        ("turn", "a turn (4 spans, events, metrics)", 2000, base_turn, our_turn, off_turn, 50),
         (
-            "call.jitter_buffer(d).sample() / frame",
+            "sample-held",
+            "a jitter-buffer sample on a held buffer (per frame)",
+            200_000,
+            base_sample,
+            our_sample,
+            off_sample,
+            1,
+        ),
+        (
+            "sample-looked-up",
+            "call.jitter_buffer(d).sample() (per frame)",
             200_000,
             base_sample,
             our_looked_up,
             off_looked_up,
-            1e-6,
+            1,
         ),
     ]
-    print("CPU per operation on the engine's thread (thread_time), median of 5 rounds")
-    header = ("operation", "SDK baseline", "voiceobs", "ratio", "disabled", "goal")
-    print("{:38} {:>13} {:>10} {:>7} {:>10} {:>8}".format(*header))
-    for name, n, base, ours, off, goal in rows:
-        b = per_op(base, n)
-        o = per_op(ours, n)
+    figures = []
+    for key, title, n, base, ours, off, goal_us in rows:
+        b = per_op(base, n, rounds)
+        o = per_op(ours, n, rounds)
         settle()
-        d = per_op(off, n)
-        verdict = "ok" if o <= goal else "OVER"
-        print(
-            f"{name:38} {b * 1e6:10.2f} µs {o * 1e6:7.2f} µs {o / b:6.2f}x {d * 1e6:7.2f} µs"
-            f" {goal * 1e6:5.0f} µs {verdict}"
-        )
-
+        d = per_op(off, n, rounds)
+        figures += [
+            Figure(
+                f"hotpath-{key}",
+                group,
+                f"CPU per op on the engine's thread, {title}, voiceobs vs SDK code",
+                o * 1e6,
+                "µs",
+                baseline=b * 1e6,
+                baseline_name="sdk",
+                goal=Goal("<=", goal_us, on_ratio=False),
+                note=f"thread_time, median of {rounds} rounds",
+            ),
+            Figure(
+                f"hotpath-{key}-disabled",
+                group,
+                f"CPU per op on the engine's thread, {title}, VOICEOBS_ENABLED=false",
+                d * 1e6,
+                "µs",
+                baseline=o * 1e6,
+                baseline_name="voiceobs enabled",
+            ),
+        ]
     n = 2000
     base_total = total_cpu(base_turn, n, base_settle)
     our_total = total_cpu(our_turn, n, settle)
-    print(
-        f"whole-process CPU per turn incl. background export work: SDK {base_total * 1e6:.0f} µs, "
-        f"voiceobs {our_total * 1e6:.0f} µs ({our_total / base_total:.2f}x)"
+    figures.append(
+        Figure(
+            "hotpath-turn-whole-process",
+            group,
+            "CPU per turn of the whole process and its children (background export included), "
+            "voiceobs vs SDK code",
+            our_total * 1e6,
+            "µs",
+            baseline=base_total * 1e6,
+            baseline_name="sdk",
+            note="exporters discard; no network",
+        )
     )
-
     deadline = 5.0
-    took = shutdown_with_dead_collector(deadline)
-    verdict = "ok" if took <= deadline * 1.05 else "OVER"  # the last export's own cleanup
-    print(
-        f"shutdown() with no Collector listening: {took:.2f} s against its {deadline:.0f} s "
-        f"deadline ({took / deadline:.2f}x) {verdict}"
+    figures.append(
+        Figure(
+            "hotpath-shutdown-dead-collector",
+            "Shutdown",
+            "shutdown() with no Collector listening, a call, a turn and a log line waiting",
+            shutdown_with_dead_collector(deadline),
+            "s",
+            baseline=deadline,
+            baseline_name="shutdown_timeout_s",
+            goal=Goal("<=", 1.05),
+            note="the ratio allows the last export's own clean-up",
+        )
     )
+    return figures
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+    import json
+
+    from bench.report import print_table
+
+    parser = argparse.ArgumentParser(prog="python -m bench.hotpath", description=__doc__)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per figure (median)")
+    args = parser.parse_args()
+    measured = measure(args.rounds)
+    if args.json:
+        print(json.dumps([figure.as_dict() for figure in measured]))
+    else:
+        print_table(measured)

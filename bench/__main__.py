@@ -1,0 +1,122 @@
+"""``make bench``: the benchmark suite of voiceobs, every figure beside its baseline.
+
+Runs the engine load with event-loop lag, HTTP under load and the hot path against a private
+Collector, then the Collector's own throughput; prints a table, writes
+``bench/results/<figure>.json`` and, when every part ran, docs/performance.md. Exits non-zero
+only when the harness fails; a missed goal is a result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+from bench import collector_throughput, engine_load, http_load, report
+from bench.collector import HarnessError, PrivateCollector
+from bench.engine_load import REPO_ROOT
+from bench.figures import Figure
+from bench.tools import collector_binary, vegeta, wrk
+
+PARTS = ("engine", "http", "hotpath", "collector")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--short",
+        action="store_true",
+        help="CI's form (~4 min): 200 calls for 15 s per mode, 10 s HTTP and Collector runs, "
+        "3 hot-path rounds",
+    )
+    parser.add_argument("--calls", help="engine loads, comma-separated (default 50,200,500)")
+    parser.add_argument("--seconds", type=float, help="per engine run (default 30)")
+    parser.add_argument("--http-seconds", type=float, help="per wrk and vegeta run (default 20)")
+    parser.add_argument(
+        "--only", help=f"comma-separated parts of {','.join(PARTS)}; docs are not rewritten"
+    )
+    args = parser.parse_args(argv)
+    args.calls = [
+        int(n) for n in (args.calls or ("200" if args.short else "50,200,500")).split(",")
+    ]
+    args.seconds = args.seconds or (15.0 if args.short else 30.0)
+    args.http_seconds = args.http_seconds or (10.0 if args.short else 20.0)
+    args.rounds = 3 if args.short else 5
+    args.collector_seconds = 10.0 if args.short else 30.0
+    args.parts = args.only.split(",") if args.only else list(PARTS)
+    unknown = set(args.parts) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown part(s) {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    if any(n < 1 for n in args.calls) or not 6 <= args.seconds <= 600:
+        parser.error("calls must be ≥ 1 and seconds between 6 and 600")
+    if not 3 <= args.http_seconds <= 300:
+        parser.error("--http-seconds must be between 3 and 300")
+    return args
+
+
+def hotpath(rounds: int) -> list[Figure]:
+    """The hot-path part, in a process of its own so no other process of the suite counts."""
+    print("[bench] hot path", flush=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.hotpath", "--json", f"--rounds={rounds}"],
+        cwd=REPO_ROOT,
+        env=engine_load.clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise HarnessError(f"the hot-path bench failed: {proc.stderr[-2000:]}")
+    return [Figure.from_dict(d) for d in json.loads(proc.stdout.strip().splitlines()[-1])]
+
+
+def _wrk_version() -> str:
+    out = subprocess.run([str(wrk()), "-v"], capture_output=True, text=True, check=False)
+    words = (out.stdout + out.stderr).split()
+    return words[1] if len(words) > 1 else "unknown"
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    began = time.monotonic()
+    collector_version = collector_binary().parent.name.split("-")[2]
+    if "http" in args.parts:
+        vegeta()
+    machine = report.machine(collector_version, _wrk_version())
+    figures: list[Figure] = []
+    try:
+        with PrivateCollector() as collector:
+            if "engine" in args.parts:
+                figures += engine_load.measure(args.calls, args.seconds, collector)
+            if "http" in args.parts:
+                figures += http_load.measure(args.http_seconds, collector)
+        if "hotpath" in args.parts:
+            figures += hotpath(args.rounds)
+        if "collector" in args.parts:
+            figures += collector_throughput.measure(args.collector_seconds)
+    except (HarnessError, subprocess.SubprocessError, OSError) as exc:
+        print(f"bench: harness error: {exc}", file=sys.stderr)
+        return 1
+    report.print_table(figures)
+    report.write_results(figures, machine)
+    how = (
+        f"{'short' if args.short else 'full'} form: engine load at "
+        f"{', '.join(str(n) for n in args.calls)} calls for {args.seconds:.0f} s per mode, "
+        f"HTTP runs of {args.http_seconds:.0f} s, Collector throughput for "
+        f"{args.collector_seconds:.0f} s"
+    )
+    if set(args.parts) == set(PARTS):
+        report.write_doc(figures, machine, how)
+    met, total = report.goals_summary(figures)
+    print(
+        f"\nbench: {met} of {total} goals met ({how}); {len(figures)} figures in "
+        f"{report.RESULTS_DIR.relative_to(REPO_ROOT)}/ in {time.monotonic() - began:.0f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
