@@ -266,12 +266,12 @@ def test_disabled_mode_runs_no_background_thread() -> None:
 def test_each_signal_uses_the_otlp_protocol_the_environment_names(
     monkeypatch: pytest.MonkeyPatch, protocol: str, transport: str
 ) -> None:
-    from voiceobs.setup import _otlp_exporter
+    from voiceobs.exportpipeline import otlp_exporter
 
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
     settings = VoiceobsSettings.load()
     for signal in ("traces", "metrics", "logs"):
-        exporter = _otlp_exporter(signal, settings)
+        exporter = otlp_exporter(signal, settings)
         assert type(exporter).__module__.startswith(
             f"opentelemetry.exporter.otlp.proto.{transport}."
         )

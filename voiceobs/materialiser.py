@@ -41,6 +41,7 @@ from voiceobs.records import (
     CallStarted,
     CircuitState,
     Dropped,
+    ExportFailed,
     JitterSnapshot,
     ProviderRequest,
     Record,
@@ -162,6 +163,7 @@ class Materialiser:
             CallEnded: self._call_ended,
             CallClosed: self._call_closed,
             Dropped: self._dropped,
+            ExportFailed: self._export_failed,
             CircuitState: self._circuit_state,
             ProviderRequest: self._provider_request,
         }
@@ -600,6 +602,9 @@ class Materialiser:
 
     def _dropped(self, dropped: Dropped) -> None:
         self._count_dropped(dropped.reason, dropped.items, dropped.signal)
+
+    def _export_failed(self, failed: ExportFailed) -> None:
+        self._m.export_failures.add(1, {sc.L_SIGNAL: failed.signal})
 
     def _circuit_state(self, item: CircuitState) -> None:
         self._m.circuit_state.set(item.value, {sc.L_PROVIDER: self._labels.provider(item.provider)})

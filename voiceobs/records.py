@@ -9,7 +9,7 @@ call id. This module imports nothing of voiceobs, so both sides can share it.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class CallStarted(NamedTuple):
@@ -116,6 +116,49 @@ class Dropped(NamedTuple):
     items: int
 
 
+class ExportFailed(NamedTuple):
+    """A batch an exporter could not deliver, for ``voiceobs.telemetry.export_failures``."""
+
+    signal: str
+
+
+class ForeignSpan(NamedTuple):
+    """A span another instrumentation finished in the engine (HTTP server, httpx, the SDK
+    API), as plain data for the export side to rebuild and export."""
+
+    name: str
+    trace_id: int
+    span_id: int
+    trace_flags: int
+    parent_span_id: int | None
+    parent_is_remote: bool
+    kind: int
+    start_ns: int
+    end_ns: int
+    attributes: dict[str, Any]
+    events: tuple[tuple[str, int, dict[str, Any]], ...]
+    links: tuple[tuple[int, int, int, dict[str, Any]], ...]
+    status_code: int
+    status_description: str | None
+    scope: tuple[str, str | None, str | None]
+    """Instrumentation scope: name, version, schema URL."""
+
+
+class LogLine(NamedTuple):
+    """A log record emitted in the engine, as plain data."""
+
+    timestamp: int | None
+    observed_timestamp: int | None
+    trace_id: int
+    span_id: int
+    trace_flags: int
+    severity_text: str | None
+    severity_number: int | None
+    body: Any
+    attributes: dict[str, Any]
+    scope: tuple[str, str | None, str | None]
+
+
 class CircuitState(NamedTuple):
     provider: str
     value: int
@@ -136,6 +179,9 @@ Record = (
     | CallEnded
     | CallClosed
     | Dropped
+    | ExportFailed
+    | ForeignSpan
+    | LogLine
     | CircuitState
     | ProviderRequest
 )

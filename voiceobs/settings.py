@@ -60,6 +60,11 @@ class VoiceobsSettings(BaseSettings):
     queue_size: int = Field(default=20000, ge=100, le=1_000_000)
     """Voice events waiting to become spans and metric points; beyond it they are counted
     as dropped, never blocking the engine."""
+    export_process: bool = True
+    """Materialise and export the voice API's telemetry in a separate process that voiceobs
+    starts and supervises, so the engine's interpreter only appends records. Off (or with
+    exporters given in code, an application's own SDK providers, or ``prometheus_route``),
+    a thread of the engine's process does it."""
     call_expiry_s: float = Field(default=14400.0, gt=0, le=7 * 86400)
     """A call whose end never arrives is closed after this long (status ``abandoned``,
     counted), so its state is released and it stops counting as active."""

@@ -8,7 +8,6 @@ from the standard ``OTEL_*`` variables, read by the SDK's own exporters and samp
 from __future__ import annotations
 
 import atexit
-import importlib
 import logging
 import os
 import platform
@@ -28,9 +27,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
-    MetricExporter,
     MetricReader,
-    PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import (
     OsResourceDetector,
@@ -41,20 +38,27 @@ from opentelemetry.sdk.resources import (
 from opentelemetry.sdk.trace import SpanLimits, SynchronousMultiSpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry
 
 from voiceobs import semconv as sc
+from voiceobs.channel import ExportConfig
 from voiceobs.cost import RateCard
 from voiceobs.disabled import DISABLED
-from voiceobs.instruments import Instruments, metric_views
+from voiceobs.exportpipeline import (
+    INSTRUMENTATION_SCOPE,
+    env_exporters,
+    exporter_names,
+    init_metrics,
+    materialiser_for,
+    redactor_for,
+)
 from voiceobs.logbridge import OtlpLogHandler
-from voiceobs.materialiser import Labels, Materialiser
-from voiceobs.records import CircuitState, ProviderRequest
+from voiceobs.materialiser import Materialiser
+from voiceobs.processtransport import ProcessTransport
+from voiceobs.records import CircuitState, ExportFailed, ProviderRequest
 from voiceobs.redaction import RedactingLogExporter, RedactingSpanExporter, Redactor
 from voiceobs.selftelemetry import (
     GuardedLogExporter,
-    GuardedMetricExporter,
     GuardedSpanExporter,
     quiet_sdk_loggers,
 )
@@ -71,7 +75,6 @@ if TYPE_CHECKING:
 _log = logging.getLogger("voiceobs")
 
 DEFAULT_SERVICE_NAME = "voice-engine"
-INSTRUMENTATION_SCOPE = "voiceobs"
 _PRIVATE_PROCESS_ATTRIBUTES = ("process.command", "process.command_args", "process.command_line")
 """Dropped from the resource: command lines can hold tokens and phone numbers."""
 
@@ -371,100 +374,6 @@ def _env_resource_keys() -> list[str]:
     return keys
 
 
-def _otlp_protocol(signal: str) -> str:
-    return (
-        os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
-        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "grpc"
-    ).strip()
-
-
-def _otlp_kwargs(signal: str, settings: VoiceobsSettings) -> dict[str, Any]:
-    """Only the timeout, and only when neither OTEL timeout variable sets it."""
-    if os.environ.get("OTEL_EXPORTER_OTLP_TIMEOUT") or os.environ.get(
-        f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT"
-    ):
-        return {}
-    return {"timeout": settings.export_timeout_s}
-
-
-def _check_protocol(signal: str) -> str:
-    protocol = _otlp_protocol(signal)
-    if protocol not in ("grpc", "http/protobuf"):
-        raise ValueError(
-            f"OTEL_EXPORTER_OTLP_PROTOCOL (or OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL)="
-            f"{protocol!r}; allowed: grpc, http/protobuf"
-        )
-    return protocol
-
-
-_OTLP_EXPORTERS = {
-    "traces": ("trace_exporter", "OTLPSpanExporter"),
-    "metrics": ("metric_exporter", "OTLPMetricExporter"),
-    "logs": ("_log_exporter", "OTLPLogExporter"),
-}
-"""Module and class of each signal's OTLP exporter, under ``...otlp.proto.{grpc,http}``."""
-
-
-def _otlp_exporter(signal: str, settings: VoiceobsSettings) -> Any:
-    """The SDK's OTLP exporter for ``signal`` in the protocol the environment asks for; it
-    reads endpoint, headers, TLS and compression from the ``OTEL_EXPORTER_OTLP_*`` variables."""
-    module, name = _OTLP_EXPORTERS[signal]
-    transport = "grpc" if _check_protocol(signal) == "grpc" else "http"
-    exporter = getattr(
-        importlib.import_module(f"opentelemetry.exporter.otlp.proto.{transport}.{module}"), name
-    )
-    return exporter(**_otlp_kwargs(signal, settings))
-
-
-EXPORTER_VARIABLES = {
-    "traces": "OTEL_TRACES_EXPORTER",
-    "metrics": "OTEL_METRICS_EXPORTER",
-    "logs": "OTEL_LOGS_EXPORTER",
-}
-"""The standard variables naming each signal's exporters: ``otlp`` (the default), ``console``
-or ``none``; a comma-separated list sends to several. Exporters passed in code win."""
-EXPORTER_NAMES = ("otlp", "console", "none")
-
-
-def exporter_names(signal: str) -> tuple[str, ...]:
-    """The exporters the environment asks for ``signal`` (empty for ``none``); a clear error
-    naming the variable for anything else."""
-    variable = EXPORTER_VARIABLES[signal]
-    raw = os.environ.get(variable, "")
-    names = tuple(dict.fromkeys(n.strip() for n in raw.split(",") if n.strip())) or ("otlp",)
-    unknown = [name for name in names if name not in EXPORTER_NAMES]
-    if unknown:
-        raise ValueError(
-            f"{variable}={raw!r}: unknown exporter {', '.join(map(repr, unknown))}; "
-            f"allowed: {', '.join(EXPORTER_NAMES)} (comma-separated for several)"
-        )
-    return tuple(name for name in names if name != "none")
-
-
-def _console_exporter(signal: str) -> Any:
-    from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
-    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
-    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
-    kinds = {
-        "traces": ConsoleSpanExporter,
-        "metrics": ConsoleMetricExporter,
-        "logs": ConsoleLogRecordExporter,
-    }
-    return kinds[signal]()
-
-
-def _env_exporters(
-    signal: str, chosen: dict[str, tuple[str, ...]], settings: VoiceobsSettings
-) -> list[Any]:
-    """One exporter per name in ``chosen[signal]`` (none when the signal is not chosen)."""
-    return [
-        _otlp_exporter(signal, settings) if name == "otlp" else _console_exporter(signal)
-        for name in chosen.get(signal, ())
-    ]
-
-
 _OWN_PROVIDERS: weakref.WeakSet[Any] = weakref.WeakSet()
 """Providers voiceobs built: a global one of these is never mistaken for the application's."""
 
@@ -485,12 +394,7 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
     rate_card = (
         RateCard.load(settings.rate_card_path) if settings.rate_card_path else RateCard.empty()
     )
-    redactor = Redactor(
-        phone_numbers=settings.redact_phone_numbers,
-        emails=settings.redact_emails,
-        card_numbers=settings.redact_card_numbers,
-        patterns=settings.redact_patterns,
-    )
+    redactor = redactor_for(settings)
     undo: list[Callable[[], None]] = []
     span_processors = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
     tracer_provider: TracerProvider | None = None
@@ -499,6 +403,7 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
     registry: CollectorRegistry | None = None
     log_handler: OtlpLogHandler | None = None
     failures: list[Callable[[str], None]] = []
+    in_process = True
 
     def count_failure(signal: str) -> None:
         for count in failures:
@@ -516,14 +421,15 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
             "traces": settings.traces_enabled and not exporters.span and shared_tracer is None,
             "logs": settings.logs_enabled and not exporters.log and shared_logger is None,
         }
+        in_process = _materialise_in_process(settings, exporters, shared is not None)
         chosen = {signal: exporter_names(signal) for signal, wanted in from_env.items() if wanted}
         with _sdk_environment():
             if settings.metrics_enabled:
-                meter_provider, registry = _init_metrics(
+                meter_provider, registry = init_metrics(
                     settings,
                     resource,
                     exporters.metric_readers,
-                    _env_exporters("metrics", chosen, settings),
+                    env_exporters("metrics", chosen, settings),
                     count_failure,
                 )
             if settings.traces_enabled:
@@ -534,7 +440,7 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
                     if exporters.span
                     else [SpansToProvider(shared_tracer)]
                     if shared_tracer
-                    else _env_exporters("traces", chosen, settings),
+                    else env_exporters("traces", chosen, settings),
                     redactor,
                     span_processors,
                     meter_provider,
@@ -548,7 +454,7 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
                     if exporters.log
                     else [LogsToProvider(shared_logger)]
                     if shared_logger
-                    else _env_exporters("logs", chosen, settings),
+                    else env_exporters("logs", chosen, settings),
                     redactor,
                     meter_provider,
                     count_failure,
@@ -563,40 +469,32 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
         if set_global:
             _set_globals(tracer_provider, meter_provider, logger_provider)
 
-    meter = (meter_provider or metrics.NoOpMeterProvider()).get_meter(INSTRUMENTATION_SCOPE)
-    instruments = Instruments(meter)
-    failures.append(lambda signal: instruments.export_failures.add(1, {sc.L_SIGNAL: signal}))
-    labels = Labels(
-        tenants=settings.tenants,
-        pipelines=settings.pipelines,
-        providers=settings.providers,
-        models=settings.models,
-        limit=settings.label_limit,
-    )
-    materialiser = Materialiser(
-        span_processors.on_end if tracer_provider is not None else None,
-        resource,
-        InstrumentationScope(INSTRUMENTATION_SCOPE),
-        instruments,
-        labels,
-        rate_card,
-        redactor,
-        export_text=settings.export_transcripts,
-        max_text_length=settings.max_text_length,
-        call_expiry_s=settings.call_expiry_s,
-    )
-    meter.create_observable_gauge(
-        sc.CALLS_OLDEST_AGE.name,
-        callbacks=[materialiser.observe_oldest_calls],
-        unit=sc.CALLS_OLDEST_AGE.unit,
-        description=sc.CALLS_OLDEST_AGE.description,
-    )
-    transport = ThreadTransport(
-        settings.queue_size,
-        materialiser.handle,
-        materialiser.every_second,
-        materialiser.forget_calls,
-    )
+    transport: Transport
+    materialiser: Materialiser | None = None
+    if in_process:
+        meter = (meter_provider or metrics.NoOpMeterProvider()).get_meter(INSTRUMENTATION_SCOPE)
+        materialiser = materialiser_for(
+            settings,
+            resource,
+            span_processors.on_end if tracer_provider is not None else None,
+            meter,
+            redactor,
+            rate_card,
+        )
+        transport = ThreadTransport(
+            settings.queue_size,
+            materialiser.handle,
+            materialiser.every_second,
+            materialiser.forget_calls,
+        )
+    else:
+        transport = ProcessTransport(
+            settings.queue_size, ExportConfig(settings, dict(resource.attributes), rate_card)
+        )
+    if materialiser is not None:  # counted at once (a counter is thread-safe), before a flush ends
+        failures.append(partial(_count_export_failure, materialiser.handle))
+    else:
+        failures.append(partial(_count_export_failure, transport.send))
     instrumentation = Instrumentation(
         settings,
         resource,
@@ -618,6 +516,24 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
     if settings.enabled:
         atexit.register(instrumentation._at_exit)
     return instrumentation
+
+
+def _count_export_failure(handle: Callable[[ExportFailed], None], signal: str) -> None:
+    handle(ExportFailed(signal))
+
+
+def _materialise_in_process(
+    settings: VoiceobsSettings, exporters: Exporters, shares_providers: bool
+) -> bool:
+    """Whether a thread of this process materialises the voice API's records: when the
+    export process is off, when exporters or readers come in code (they live here), when
+    voiceobs joins the application's own providers, or when ``/metrics`` is served from
+    here. Otherwise the export process does (:mod:`voiceobs.processtransport`): the engine
+    keeps its providers for HTTP spans, other instrumentations and logs."""
+    in_code = exporters.span or exporters.metric_readers or exporters.log
+    return bool(
+        not settings.export_process or in_code or shares_providers or settings.prometheus_route
+    )
 
 
 def _init_tracing(
@@ -652,42 +568,6 @@ def _init_tracing(
         processors.add_span_processor(BatchSpanProcessor(exporter, meter_provider=meter_provider))
     provider.add_span_processor(processors)
     return provider
-
-
-def _init_metrics(
-    settings: VoiceobsSettings,
-    resource: Resource,
-    readers: list[MetricReader],
-    exporters: list[MetricExporter],
-    count_failure: Callable[[str], None],
-) -> tuple[MeterProvider | None, CollectorRegistry | None]:
-    """The meter provider (None when nothing reads it), and the registry behind ``/metrics``
-    when that route is on. ``readers`` given by the caller win over ``exporters``."""
-    readers = list(readers)
-    if not readers:
-        interval = os.environ.get("OTEL_METRIC_EXPORT_INTERVAL")
-        readers.extend(
-            PeriodicExportingMetricReader(
-                GuardedMetricExporter(exporter, count_failure),
-                export_interval_millis=float(interval)
-                if interval
-                else settings.metric_export_interval_ms,
-                export_timeout_millis=settings.export_timeout_s * 1000,
-            )
-            for exporter in exporters
-        )
-    registry: CollectorRegistry | None = None
-    if settings.prometheus_route:
-        from opentelemetry.exporter.prometheus import PrometheusMetricReader
-
-        registry = CollectorRegistry()
-        readers.append(PrometheusMetricReader(registry=registry))
-    if not readers:
-        return None, None
-    provider = MeterProvider(
-        metric_readers=readers, resource=resource, views=metric_views(), shutdown_on_exit=False
-    )
-    return provider, registry
 
 
 def _init_logging(

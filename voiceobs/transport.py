@@ -12,7 +12,6 @@ engine side never imports the materialiser: it only builds records (``voiceobs.r
 from __future__ import annotations
 
 import threading
-import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -21,7 +20,7 @@ from voiceobs.recorder import Recorder
 from voiceobs.records import Dropped, JitterSnapshot, Record
 
 if TYPE_CHECKING:
-    from voiceobs.voice import Call, JitterBuffer
+    from voiceobs.voice import JitterBuffer
 
 Handle = Callable[[Record], None]
 
@@ -32,7 +31,6 @@ class Transport(ABC):
     def __init__(self) -> None:
         self._buffers: dict[int, JitterBuffer] = {}
         self._buffers_lock = threading.Lock()
-        self._calls: weakref.WeakValueDictionary[str, Call] = weakref.WeakValueDictionary()
 
     @abstractmethod
     def send(self, record: Record) -> None:
@@ -54,17 +52,7 @@ class Transport(ABC):
     def shutdown(self, timeout_s: float) -> bool:
         """Hand over what is buffered within ``timeout_s`` and stop."""
 
-    # --- calls in progress and their jitter buffers -------------------------------------------
-    def remember(self, call: Call) -> None:
-        """A call in progress (held weakly: a call the engine drops is not kept alive)."""
-        self._calls[call.call_id] = call
-
-    def forget(self, call_id: str) -> None:
-        self._calls.pop(call_id, None)
-
-    def calls_in_progress(self) -> list[Call]:
-        return list(self._calls.values())
-
+    # --- jitter buffers in use ---------------------------------------------------------------
     def watch(self, buffer: JitterBuffer) -> None:
         with self._buffers_lock:
             self._buffers[id(buffer)] = buffer
@@ -80,10 +68,9 @@ class Transport(ABC):
         return [snapshot for buffer in buffers if (snapshot := buffer.snapshot()) is not None]
 
     def _forget_everything(self) -> None:
-        """In a forked child: the parent's calls are the parent's to record."""
+        """In a forked child: the parent's buffers are the parent's to record."""
         self._buffers = {}
         self._buffers_lock = threading.Lock()
-        self._calls = weakref.WeakValueDictionary()
 
 
 class ThreadTransport(Transport):

@@ -309,7 +309,6 @@ class Stage(_Scope):
         call.open_stages -= 1
         if call.end_ns is not None and call.open_stages == 0:
             call.transport.send_kept(CallClosed(call.call_id))
-            call.transport.forget(call.call_id)
 
     def _record(self, end_ns: int) -> StageEnded:
         turn = self.turn
@@ -562,7 +561,6 @@ class Call(_Scope):
         self.trace_id = self.started.trace_id
         self.trace_flags = self.started.trace_flags
         transport.send_kept(self.started)
-        transport.remember(self)
 
     def _start_record(self, parent_ctx: Context | None, sampler: Sampler | None) -> CallStarted:
         """The call's ids: its trace (the parent's, or a new one), the sampling decision,
@@ -702,8 +700,6 @@ class Call(_Scope):
             complete,
         )
         transport.send_kept(self.ended)
-        if complete:
-            transport.forget(self.call_id)
 
 
 def now_ns() -> int:

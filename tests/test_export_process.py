@@ -1,0 +1,182 @@
+"""The export process: voice telemetry materialised and exported outside the engine's
+process, seen by a real OTLP/HTTP receiver; its death, restart and loss accounting, and a
+bounded shutdown, caused by real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from voiceobs import VoiceobsSettings, setup_instrumentation
+from voiceobs.processtransport import ProcessTransport
+from voiceobs.setup import Instrumentation
+
+
+class Receiver(ThreadingHTTPServer):
+    """An OTLP/HTTP endpoint on the loopback that keeps what it is sent."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.spans: list[Any] = []
+        self.metrics: list[Any] = []
+        self.lock = threading.Lock()
+
+    def span_names(self) -> list[str]:
+        with self.lock:
+            return [span.name for span in self.spans]
+
+    def sums(self, name: str, **attributes: str) -> float:
+        """The latest cumulative value of counter ``name`` over points matching ``attributes``."""
+        latest: dict[tuple[tuple[str, str], ...], float] = {}
+        with self.lock:
+            for metric in self.metrics:
+                if metric.name != name:
+                    continue
+                for point in metric.sum.data_points:
+                    labels = {a.key: a.value.string_value for a in point.attributes}
+                    if all(labels.get(k) == v for k, v in attributes.items()):
+                        value = point.as_double or float(point.as_int)
+                        latest[tuple(sorted(labels.items()))] = value
+        return sum(latest.values())
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        with self.server.lock:
+            if self.path == "/v1/traces":
+                request = ExportTraceServiceRequest.FromString(body)
+                for resource_spans in request.resource_spans:
+                    for scope_spans in resource_spans.scope_spans:
+                        self.server.spans.extend(scope_spans.spans)
+            elif self.path == "/v1/metrics":
+                metrics_request = ExportMetricsServiceRequest.FromString(body)
+                for resource_metrics in metrics_request.resource_metrics:
+                    for scope_metrics in resource_metrics.scope_metrics:
+                        self.server.metrics.extend(scope_metrics.metrics)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.setenv("OTEL_LOGS_EXPORTER", "none")
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "60000")
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def obs(receiver: Receiver) -> Iterator[Instrumentation]:
+    instrumentation = setup_instrumentation(settings=VoiceobsSettings.load(), set_global=False)
+    yield instrumentation
+    instrumentation.shutdown()
+
+
+def _transport(obs: Instrumentation) -> ProcessTransport:
+    assert isinstance(obs.transport, ProcessTransport)
+    return obs.transport
+
+
+def _pid(obs: Instrumentation) -> int:
+    process = _transport(obs)._process
+    assert process is not None
+    return process.pid
+
+
+def _turn(call: Any) -> None:
+    with call.turn() as turn:
+        with turn.stage("stt", provider="deepgram", model="nova-3"):
+            pass
+        turn.agent_audio_started()
+
+
+def test_the_engine_only_ships_records_and_the_export_process_sends_them(
+    obs: Instrumentation, receiver: Receiver
+) -> None:
+    assert obs.materialiser is None  # nothing materialises in the engine's process
+    with obs.call("c-proc-1", tenant="acme") as call:
+        _turn(call)
+        _turn(call)
+    assert obs.force_flush(30)
+    assert _pid(obs) != os.getpid()
+    names = receiver.span_names()
+    assert names.count("voice.call") == 1
+    assert names.count("voice.turn") == 2
+    assert names.count("voice.stt") == 2
+    call_span = next(s for s in receiver.spans if s.name == "voice.call")
+    assert int.from_bytes(call_span.trace_id, "big") == call.trace_id
+    assert receiver.sums("voice.turns") == 2
+    assert receiver.sums("voice.calls", tenant="acme") == 1
+
+
+def test_a_killed_export_process_is_restarted_and_what_it_held_is_counted(
+    obs: Instrumentation, receiver: Receiver
+) -> None:
+    transport = _transport(obs)
+    with obs.call("c-proc-2") as call:
+        _turn(call)
+        assert obs.force_flush(30)
+        process = transport._process
+        assert process is not None
+        first = process.pid
+        os.kill(first, signal.SIGSTOP)  # it holds what it is sent, unacknowledged
+        _turn(call)
+        while not transport._unacked:  # the shipper wrote the turn into the pipe
+            time.sleep(0.01)
+        held = sum(frame[1] for frame in transport._unacked)
+        os.kill(first, signal.SIGKILL)
+        process.wait()
+        _turn(call)
+    assert obs.force_flush(30)
+    assert _pid(obs) != first
+    assert transport.restarts == 1
+    # The new process was told the call had started, so its end and later turn still land.
+    assert receiver.span_names().count("voice.call") == 1
+    assert receiver.span_names().count("voice.turn") == 2  # the first and the last
+    assert held >= 1
+    assert receiver.sums("voiceobs.telemetry.dropped", reason="export_process_died") == held
+
+
+def test_shutdown_kills_an_export_process_that_does_not_finish_in_time(
+    obs: Instrumentation,
+) -> None:
+    with obs.call("c-proc-3") as call:
+        _turn(call)
+    assert obs.force_flush(30)
+    process = _transport(obs)._process
+    assert process is not None
+    os.kill(process.pid, signal.SIGSTOP)
+    with obs.call("c-proc-4") as call:
+        _turn(call)
+    assert obs.shutdown(1.0) is False
+    assert process.poll() is not None  # killed, not left behind
+
+
+def test_exporters_in_code_keep_the_work_on_a_thread(telemetry: Any) -> None:
+    assert telemetry.obs.materialiser is not None
+    assert not isinstance(telemetry.obs.transport, ProcessTransport)

@@ -1,0 +1,99 @@
+"""The pipe between the engine's process and its export process: framed messages.
+
+A frame is a 4-byte big-endian length and a pickled message. The engine writes an
+:class:`ExportConfig` first, then :class:`Batch` frames of records; the export process
+answers each batch it has materialised with an :class:`Ack`. Both ends are the same
+voiceobs in the same interpreter, so pickle is the compact and fast encoding here; nothing
+else ever reads this pipe.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import struct
+from typing import Any, NamedTuple
+
+from opentelemetry.util.types import Attributes
+
+from voiceobs.cost import RateCard
+from voiceobs.records import Record
+from voiceobs.settings import VoiceobsSettings
+
+_HEADER = struct.Struct(">I")
+MAX_FRAME = 256 * 1024 * 1024
+"""A longer frame means a broken stream, not a big batch."""
+
+
+class ExportConfig(NamedTuple):
+    """The first frame: what the export process builds its pipeline from."""
+
+    settings: VoiceobsSettings
+    resource: Attributes
+    rate_card: RateCard
+
+
+class Batch(NamedTuple):
+    """Records in the order the engine sent them. ``flush``: after materialising them,
+    export everything and say whether it was delivered."""
+
+    seq: int
+    records: list[Record]
+    flush: bool
+
+
+class Ack(NamedTuple):
+    """The export process has materialised every batch up to ``seq``. ``flushed``: and
+    exported them (``delivered``: without an export failure)."""
+
+    seq: int
+    flushed: bool
+    delivered: bool
+
+
+def write_frame(fd: int, message: Any) -> None:
+    """Write one message; blocks while the pipe is full (only the engine's shipper thread
+    and the export process write)."""
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    view = memoryview(_HEADER.pack(len(data)) + data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class FrameReader:
+    """Reads whole frames from a file descriptor, with an optional timeout."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = bytearray()
+
+    def read(self, timeout_s: float | None = None) -> Any | None:
+        """The next message; None if none completed within ``timeout_s``. Raises
+        ``EOFError`` when the other end closed the pipe."""
+        while True:
+            message = self._take()
+            if message is not None:
+                return message
+            if timeout_s is not None:
+                ready, _, _ = select.select([self._fd], [], [], timeout_s)
+                if not ready:
+                    return None
+            chunk = os.read(self._fd, 1 << 16)
+            if not chunk:
+                raise EOFError("the other end of the export channel closed it")
+            self._buffer += chunk
+
+    def _take(self) -> Any | None:
+        if len(self._buffer) < _HEADER.size:
+            return None
+        (length,) = _HEADER.unpack_from(self._buffer)
+        if length > MAX_FRAME:
+            raise EOFError(f"a frame of {length} bytes: the export channel is corrupt")
+        end = _HEADER.size + length
+        if len(self._buffer) < end:
+            return None
+        data = bytes(self._buffer[_HEADER.size : end])
+        del self._buffer[:end]
+        return pickle.loads(data)
