@@ -4,6 +4,7 @@ bounded shutdown, caused by real signals."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -13,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
@@ -22,6 +24,8 @@ from voiceobs import VoiceobsSettings, setup_instrumentation
 from voiceobs.processtransport import ProcessTransport
 from voiceobs.setup import Instrumentation
 
+PHONE = "+1 415 555 0134"
+
 
 class Receiver(ThreadingHTTPServer):
     """An OTLP/HTTP endpoint on the loopback that keeps what it is sent."""
@@ -30,6 +34,7 @@ class Receiver(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.spans: list[Any] = []
         self.metrics: list[Any] = []
+        self.logs: list[Any] = []
         self.lock = threading.Lock()
 
     def span_names(self) -> list[str]:
@@ -67,6 +72,11 @@ class _Handler(BaseHTTPRequestHandler):
                 for resource_metrics in metrics_request.resource_metrics:
                     for scope_metrics in resource_metrics.scope_metrics:
                         self.server.metrics.extend(scope_metrics.metrics)
+            elif self.path == "/v1/logs":
+                logs_request = ExportLogsServiceRequest.FromString(body)
+                for resource_logs in logs_request.resource_logs:
+                    for scope_logs in resource_logs.scope_logs:
+                        self.server.logs.extend(scope_logs.log_records)
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
         self.send_header("Content-Length", "0")
@@ -83,7 +93,6 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
     thread.start()
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
-    monkeypatch.setenv("OTEL_LOGS_EXPORTER", "none")
     monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "60000")
     yield server
     server.shutdown()
@@ -175,6 +184,28 @@ def test_shutdown_kills_an_export_process_that_does_not_finish_in_time(
         _turn(call)
     assert obs.shutdown(1.0) is False
     assert process.poll() is not None  # killed, not left behind
+
+
+def test_spans_and_logs_of_others_are_handed_over_and_redacted_there(
+    obs: Instrumentation, receiver: Receiver
+) -> None:
+    assert obs.tracer_provider is not None and obs.log_handler is not None
+    tracer = obs.tracer_provider.get_tracer("engine.dialer", "1.2")
+    engine_log = logging.getLogger("engine.dialer")
+    engine_log.addHandler(obs.log_handler)
+    engine_log.setLevel(logging.INFO)
+    try:
+        with tracer.start_as_current_span("dial", attributes={"to": PHONE}) as span:
+            engine_log.warning("dialling %s", PHONE)
+    finally:
+        engine_log.removeHandler(obs.log_handler)
+    assert obs.force_flush(30)
+    exported = next(s for s in receiver.spans if s.name == "dial")
+    assert int.from_bytes(exported.trace_id, "big") == span.get_span_context().trace_id
+    assert PHONE not in str(exported.attributes)
+    line = next(r for r in receiver.logs if "dialling" in r.body.string_value)
+    assert PHONE not in line.body.string_value
+    assert line.span_id == exported.span_id  # the log line carries the span it was written in
 
 
 def test_exporters_in_code_keep_the_work_on_a_thread(telemetry: Any) -> None:

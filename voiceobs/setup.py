@@ -52,6 +52,7 @@ from voiceobs.exportpipeline import (
     materialiser_for,
     redactor_for,
 )
+from voiceobs.handover import HandoverLogProcessor, HandoverSpanProcessor
 from voiceobs.logbridge import OtlpLogHandler
 from voiceobs.materialiser import Materialiser
 from voiceobs.processtransport import ProcessTransport
@@ -404,6 +405,7 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
     log_handler: OtlpLogHandler | None = None
     failures: list[Callable[[str], None]] = []
     in_process = True
+    handover: ProcessTransport | None = None
 
     def count_failure(signal: str) -> None:
         for count in failures:
@@ -423,6 +425,10 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
         }
         in_process = _materialise_in_process(settings, exporters, shared is not None)
         chosen = {signal: exporter_names(signal) for signal, wanted in from_env.items() if wanted}
+        if not in_process:
+            handover = ProcessTransport(
+                settings.queue_size, ExportConfig(settings, dict(resource.attributes), rate_card)
+            )
         with _sdk_environment():
             if settings.metrics_enabled:
                 meter_provider, registry = init_metrics(
@@ -440,12 +446,15 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
                     if exporters.span
                     else [SpansToProvider(shared_tracer)]
                     if shared_tracer
+                    else []
+                    if handover
                     else env_exporters("traces", chosen, settings),
                     redactor,
                     span_processors,
                     meter_provider,
                     count_failure,
                     sampler=shared_tracer.sampler if shared_tracer else None,
+                    handover=handover if chosen.get("traces") else None,
                 )
             if settings.logs_enabled:
                 logger_provider = _init_logging(
@@ -454,10 +463,13 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
                     if exporters.log
                     else [LogsToProvider(shared_logger)]
                     if shared_logger
+                    else []
+                    if handover
                     else env_exporters("logs", chosen, settings),
                     redactor,
                     meter_provider,
                     count_failure,
+                    handover=handover if chosen.get("logs") else None,
                 )
         _OWN_PROVIDERS.update(p for p in (tracer_provider, meter_provider, logger_provider) if p)
         if logger_provider is not None:
@@ -471,7 +483,9 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
 
     transport: Transport
     materialiser: Materialiser | None = None
-    if in_process:
+    if handover is not None:
+        transport = handover
+    else:
         meter = (meter_provider or metrics.NoOpMeterProvider()).get_meter(INSTRUMENTATION_SCOPE)
         materialiser = materialiser_for(
             settings,
@@ -486,10 +500,6 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
             materialiser.handle,
             materialiser.every_second,
             materialiser.forget_calls,
-        )
-    else:
-        transport = ProcessTransport(
-            settings.queue_size, ExportConfig(settings, dict(resource.attributes), rate_card)
         )
     if materialiser is not None:  # counted at once (a counter is thread-safe), before a flush ends
         failures.append(partial(_count_export_failure, materialiser.handle))
@@ -545,10 +555,12 @@ def _init_tracing(
     meter_provider: MeterProvider | None,
     count_failure: Callable[[str], None],
     sampler: Sampler | None = None,
+    handover: Transport | None = None,
 ) -> TracerProvider | None:
-    """A tracer provider sending to each of ``exporters``; None when there is none.
-    ``sampler`` None means the one ``OTEL_TRACES_SAMPLER`` names."""
-    if not exporters:
+    """A tracer provider sending to each of ``exporters``, or handing its spans over to the
+    export process; None when there is neither. ``sampler`` None means the one
+    ``OTEL_TRACES_SAMPLER`` names."""
+    if not exporters and handover is None:
         return None
     limits = SpanLimits(
         max_span_attribute_length=None
@@ -566,6 +578,8 @@ def _init_tracing(
         if redactor.active:
             exporter = RedactingSpanExporter(exporter, redactor)
         processors.add_span_processor(BatchSpanProcessor(exporter, meter_provider=meter_provider))
+    if handover is not None:
+        processors.add_span_processor(HandoverSpanProcessor(handover))
     provider.add_span_processor(processors)
     return provider
 
@@ -576,9 +590,11 @@ def _init_logging(
     redactor: Redactor,
     meter_provider: MeterProvider | None,
     count_failure: Callable[[str], None],
+    handover: Transport | None = None,
 ) -> LoggerProvider | None:
-    """A logger provider sending to each of ``exporters``; None when there is none."""
-    if not exporters:
+    """A logger provider sending to each of ``exporters``, or handing its records over to
+    the export process; None when there is neither."""
+    if not exporters and handover is None:
         return None
     provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
     for inner in exporters:
@@ -588,6 +604,8 @@ def _init_logging(
         provider.add_log_record_processor(
             BatchLogRecordProcessor(exporter, meter_provider=meter_provider)
         )
+    if handover is not None:
+        provider.add_log_record_processor(HandoverLogProcessor(handover))
     return provider
 
 
