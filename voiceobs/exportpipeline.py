@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry.metrics import Meter
@@ -30,6 +32,28 @@ from voiceobs.selftelemetry import GuardedMetricExporter
 from voiceobs.settings import VoiceobsSettings
 
 INSTRUMENTATION_SCOPE = "voiceobs"
+
+SDK_SELF_METRICS_ENV = {"OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED": "true"}
+"""Read by the SDK while it builds providers, processors and exporters: with it the SDK counts
+its own queue drops and export results. Set only while voiceobs builds its pipeline (unless
+the user set it), so the process environment stays the user's. Only the process that runs
+the batch processors and span exporters does: the same names from two processes of one
+service would collide."""
+_environ_lock = threading.Lock()
+
+
+@contextmanager
+def sdk_self_metrics() -> Iterator[None]:
+    """:data:`SDK_SELF_METRICS_ENV` in ``os.environ`` for the block; restored exactly after."""
+    with _environ_lock:
+        added = [name for name in SDK_SELF_METRICS_ENV if name not in os.environ]
+        for name in added:
+            os.environ[name] = SDK_SELF_METRICS_ENV[name]
+        try:
+            yield
+        finally:
+            for name in added:
+                os.environ.pop(name, None)
 
 
 def redactor_for(settings: VoiceobsSettings) -> Redactor:

@@ -15,8 +15,8 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
@@ -51,6 +51,7 @@ from voiceobs.exportpipeline import (
     init_metrics,
     materialiser_for,
     redactor_for,
+    sdk_self_metrics,
 )
 from voiceobs.handover import HandoverLogProcessor, HandoverSpanProcessor
 from voiceobs.logbridge import OtlpLogHandler
@@ -81,26 +82,6 @@ _PRIVATE_PROCESS_ATTRIBUTES = ("process.command", "process.command_args", "proce
 
 _lock = threading.Lock()
 _active: Instrumentation | None = None
-
-_SDK_ENVIRONMENT = {"OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED": "true"}
-"""Read by the SDK while it builds providers, processors and exporters: with it the SDK counts
-its own queue drops and export results. Set only while voiceobs builds its pipeline (unless
-the user set it), so the process environment stays the user's."""
-_environ_lock = threading.Lock()
-
-
-@contextmanager
-def _sdk_environment() -> Iterator[None]:
-    """:data:`_SDK_ENVIRONMENT` in ``os.environ`` for the block; restored exactly after."""
-    with _environ_lock:
-        added = [name for name in _SDK_ENVIRONMENT if name not in os.environ]
-        for name in added:
-            os.environ[name] = _SDK_ENVIRONMENT[name]
-        try:
-            yield
-        finally:
-            for name in added:
-                os.environ.pop(name, None)
 
 
 @dataclass
@@ -429,7 +410,7 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
             handover = ProcessTransport(
                 settings.queue_size, ExportConfig(settings, dict(resource.attributes), rate_card)
             )
-        with _sdk_environment():
+        with sdk_self_metrics() if in_process else nullcontext():
             if settings.metrics_enabled:
                 meter_provider, registry = init_metrics(
                     settings,
