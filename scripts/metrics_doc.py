@@ -43,9 +43,11 @@ below, and `tests/stack/test_contract_live.py` finds each name with data in a li
 
 ENGINE = {
     "http_server_request_duration_seconds": "HTTP request duration histogram, labels "
-    "`http_request_method`, `http_route`, `http_response_status_code` (health and metrics "
-    "routes excluded)",
-    "http_server_active_requests": "requests in flight",
+    "`http_request_method`, `http_route` (the route template; absent when none matched), "
+    "`http_response_status_code`, `url_scheme`, `network_protocol_version`, `error_type` "
+    "(exception class, or the status from 500); health and metrics routes excluded; every "
+    "request counts, whatever the trace sampling",
+    "http_server_active_requests": "requests in flight, labels `http_request_method`, `url_scheme`",
     "process_cpu_time_seconds_total": "CPU seconds of the worker, label `type` (user, system)",
     "process_cpu_utilization_ratio": "CPU utilisation of the worker",
     "process_memory_usage_bytes": "resident memory of the worker",
@@ -174,7 +176,11 @@ def render() -> str:
         f"true, false; `type` ∈ input, output. Circuit states: {states}.\n"
     )
     out.append("## Engine and process metrics\n")
-    out.append("From the FastAPI instrumentation (stable HTTP conventions) and process metrics:\n")
+    out.append(
+        "From voiceobs' HTTP middleware (`setup_instrumentation(app)`, stable HTTP conventions;\n"
+        "it replaces FastAPI's own request telemetry for that app, so nothing is counted twice)\n"
+        "and process metrics:\n"
+    )
     out.append("| Prometheus name | meaning |\n|---|---|")
     out.extend(f"| `{name}` | {ENGINE[name]} |" for name in sc.ENGINE_METRICS)
     out.append("\n## Telemetry self-metrics\n")

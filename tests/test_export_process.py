@@ -14,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -53,6 +55,18 @@ class Receiver(ThreadingHTTPServer):
                     if all(labels.get(k) == v for k, v in attributes.items()):
                         value = point.as_double or float(point.as_int)
                         latest[tuple(sorted(labels.items()))] = value
+        return sum(latest.values())
+
+    def histogram_count(self, name: str) -> int:
+        """The latest cumulative count of histogram ``name``, over all its points."""
+        latest: dict[tuple[tuple[str, str], ...], int] = {}
+        with self.lock:
+            for metric in self.metrics:
+                if metric.name != name:
+                    continue
+                for point in metric.histogram.data_points:
+                    labels = {a.key: str(a.value) for a in point.attributes}
+                    latest[tuple(sorted(labels.items()))] = point.count
         return sum(latest.values())
 
 
@@ -208,6 +222,24 @@ def test_spans_and_logs_of_others_are_handed_over_and_redacted_there(
     line = next(r for r in receiver.logs if "dialling" in r.body.string_value)
     assert PHONE not in line.body.string_value
     assert line.span_id == exported.span_id  # the log line carries the span it was written in
+
+
+def test_http_requests_become_spans_and_metrics_in_the_export_process(
+    obs: Instrumentation, receiver: Receiver
+) -> None:
+    app = FastAPI()
+
+    @app.get("/v1/things/{thing}")
+    def thing(thing: str) -> dict[str, str]:
+        return {"thing": thing}
+
+    obs.instrument_app(app)
+    client = TestClient(app)
+    for index in range(3):
+        assert client.get(f"/v1/things/{index}").status_code == 200
+    assert obs.force_flush(30)
+    assert receiver.span_names().count("GET /v1/things/{thing}") == 3
+    assert receiver.histogram_count("http.server.request.duration") == 3
 
 
 def test_exporters_in_code_keep_the_work_on_a_thread(telemetry: Any) -> None:

@@ -132,6 +132,7 @@ def test_stable_http_conventions_apply_to_our_app_only() -> None:
     try:
         TestClient(ours).get("/ping")
         TestClient(theirs).get("/ping")
+        assert obs.transport.flush(5)  # our requests are recorded by the export side
 
         def names(r: InMemoryMetricReader) -> set[str]:
             data = r.get_metrics_data()

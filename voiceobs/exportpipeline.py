@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 
 from voiceobs import semconv as sc
 from voiceobs.cost import RateCard
+from voiceobs.httpmaterialiser import HttpMaterialiser
 from voiceobs.instruments import Instruments, metric_views
 from voiceobs.materialiser import Labels, Materialiser, SpanOut
 from voiceobs.redaction import Redactor
@@ -83,14 +84,16 @@ def materialiser_for(
         models=settings.models,
         limit=settings.label_limit,
     )
+    scope = InstrumentationScope(INSTRUMENTATION_SCOPE)
     materialiser = Materialiser(
         span_out,
         resource,
-        InstrumentationScope(INSTRUMENTATION_SCOPE),
+        scope,
         instruments,
         labels,
         rate_card,
         redactor,
+        http=HttpMaterialiser(span_out, resource, scope, meter),
         export_text=settings.export_transcripts,
         max_text_length=settings.max_text_length,
         call_expiry_s=settings.call_expiry_s,

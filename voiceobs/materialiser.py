@@ -33,6 +33,7 @@ from opentelemetry.trace import (
 
 from voiceobs import semconv as sc
 from voiceobs.cost import RateCard
+from voiceobs.httpmaterialiser import HttpMaterialiser
 from voiceobs.instruments import Instruments
 from voiceobs.labels import LabelGuard, fixed
 from voiceobs.records import (
@@ -42,6 +43,8 @@ from voiceobs.records import (
     CircuitState,
     Dropped,
     ExportFailed,
+    HttpServed,
+    HttpStarted,
     JitterSnapshot,
     ProviderRequest,
     Record,
@@ -136,6 +139,7 @@ class Materialiser:
         rate_card: RateCard,
         redactor: Redactor,
         *,
+        http: HttpMaterialiser,
         export_text: bool,
         max_text_length: int,
         call_expiry_s: float = 4 * 3600.0,
@@ -164,6 +168,8 @@ class Materialiser:
             CallClosed: self._call_closed,
             Dropped: self._dropped,
             ExportFailed: self._export_failed,
+            HttpStarted: http.started,
+            HttpServed: http.served,
             CircuitState: self._circuit_state,
             ProviderRequest: self._provider_request,
         }

@@ -159,6 +159,34 @@ class LogLine(NamedTuple):
     scope: tuple[str, str | None, str | None]
 
 
+class HttpStarted(NamedTuple):
+    """An HTTP request the engine began to serve."""
+
+    method: str
+    scheme: str
+
+
+class HttpServed(NamedTuple):
+    """An HTTP request the engine served, as the ASGI middleware noted it."""
+
+    method: str
+    route: str | None
+    """The matched route's template, never the path."""
+    path: str
+    scheme: str
+    protocol: str
+    server: tuple[str, int] | None
+    user_agent: str | None
+    status: int
+    error_type: str | None
+    start_ns: int
+    duration_ns: int
+    trace_id: int
+    span_id: int
+    parent_span_id: int | None
+    trace_flags: int
+
+
 class CircuitState(NamedTuple):
     provider: str
     value: int
@@ -182,6 +210,8 @@ Record = (
     | ExportFailed
     | ForeignSpan
     | LogLine
+    | HttpStarted
+    | HttpServed
     | CircuitState
     | ProviderRequest
 )

@@ -644,21 +644,29 @@ def _set_globals(
 
 
 def _instrument_fastapi(app: FastAPI, instrumentation: Instrumentation) -> None:
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-    from voiceobs.httpconventions import in_stable_http, stable_http
+    """Wrap the app's whole middleware stack (outermost, so a crash is a 500 it sees) in the
+    lean middleware, and mount ``/metrics`` when configured."""
+    from voiceobs.asgi import TelemetryMiddleware
 
     settings = instrumentation.settings
-    with stable_http():
-        FastAPIInstrumentor.instrument_app(
-            app,
-            tracer_provider=instrumentation.tracer_provider or trace.NoOpTracerProvider(),
-            meter_provider=instrumentation.meter_provider or metrics.NoOpMeterProvider(),
-            excluded_urls=",".join(settings.excluded_urls),
-            exclude_spans=["receive", "send"],
+    build = app.build_middleware_stack
+
+    def build_with_telemetry() -> Any:
+        return TelemetryMiddleware(
+            build(),
+            instrumentation.transport,
+            instrumentation._sampler,
+            settings.excluded_urls,
         )
-    # Starlette builds the middleware (and the instrumentation its histograms) on first request.
-    app.build_middleware_stack = in_stable_http(app.build_middleware_stack)  # type: ignore[method-assign]
+
+    app.build_middleware_stack = build_with_telemetry  # type: ignore[method-assign]
+    # FastAPI 0.16x has request telemetry of its own, on whenever global providers exist; ours
+    # replaces it, or every request would be counted twice under the same names. Its per-app
+    # configuration has no public setter after construction.
+    native = getattr(app, "_telemetry", None)
+    if isinstance(native, dict):
+        native.update(tracing=False, metrics=False, logs=False, operation_spans=False)
+    app.middleware_stack = None  # an app already serving builds it again on its next request
     if instrumentation.prometheus_registry is not None:
         from voiceobs.prometheus_route import mount_metrics_route
 

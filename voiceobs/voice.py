@@ -68,11 +68,11 @@ def current_call_id(ctx: Context | None = None) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _new_span_id() -> int:
+def new_span_id() -> int:
     return random.getrandbits(64) or 1
 
 
-def _new_trace_id() -> int:
+def new_trace_id() -> int:
     return random.getrandbits(128) or 1
 
 
@@ -223,7 +223,7 @@ class Stage(_Scope):
         self.model = model
         self.start_ns = start_ns
         self.end_ns = None
-        self.span_id = _new_span_id()
+        self.span_id = new_span_id()
         self.first_chunk_ns: int | None = None
         self.error_type: str | None = None
         self.audio_seconds = 0.0
@@ -356,7 +356,7 @@ class Turn(_Scope):
         self.number = number
         self.start_ns = start_ns
         self.end_ns = None
-        self.span_id = _new_span_id()
+        self.span_id = new_span_id()
         self.speech_end_ns: int | None = None
         self.eou_ns: int | None = None
         self.eou_provider = "vad"
@@ -555,7 +555,7 @@ class Call(_Scope):
         self.open_stages = 0  # started and not yet ended, across all turns
         self._ctx = None
         self._token = None
-        self.span_id = _new_span_id()
+        self.span_id = new_span_id()
         self.ended: CallEnded | None = None
         self.started = self._start_record(parent_ctx, sampler)
         self.trace_id = self.started.trace_id
@@ -570,7 +570,7 @@ class Call(_Scope):
         if parent is not None and parent.is_valid:
             trace_id, parent_span_id, remote = parent.trace_id, parent.span_id, parent.is_remote
         else:
-            trace_id, parent_span_id, remote = _new_trace_id(), 0, False
+            trace_id, parent_span_id, remote = new_trace_id(), 0, False
             current = trace.get_current_span().get_span_context()
             if parent_ctx is None and current.is_valid:
                 link = (current.trace_id, current.span_id, int(current.trace_flags))
