@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 
+from opentelemetry import metrics
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.sdk._logs import (
     ReadWriteLogRecord,
@@ -130,6 +131,10 @@ class ExportSide:
                 env_exporters("metrics", chosen, settings),
                 self._failed,
             )
+            if self.meter_provider is not None:
+                # This process is voiceobs's own: the OTLP exporters count their results
+                # (otel_sdk_exporter_*) through the global provider.
+                metrics.set_meter_provider(self.meter_provider)
             for inner in env_exporters("traces", chosen, settings):
                 span_exporter: SpanExporter = GuardedSpanExporter(inner, self._failed)
                 if redactor.active:
