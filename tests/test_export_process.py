@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -249,3 +251,37 @@ def test_http_requests_become_spans_and_metrics_in_the_export_process(
 def test_exporters_in_code_keep_the_work_on_a_thread(telemetry: Any) -> None:
     assert telemetry.obs.materialiser is not None
     assert not isinstance(telemetry.obs.transport, ProcessTransport)
+
+
+def test_the_engines_own_metrics_are_exported_by_the_export_process(
+    obs: Instrumentation, receiver: Receiver
+) -> None:
+    assert obs.meter_provider is not None
+    orders = obs.meter_provider.get_meter("shop").create_counter("shop.orders")
+    orders.add(3, {"tier": "gold"})
+    assert obs.force_flush(30)
+    assert receiver.sums("shop.orders", tier="gold") == 3
+    orders.add(2, {"tier": "gold"})
+    assert obs.force_flush(30)
+    assert receiver.sums("shop.orders", tier="gold") == 5
+    assert "process.cpu.time" in {metric.name for metric in receiver.metrics}
+
+
+def test_the_engine_process_loads_no_otlp_exporter() -> None:
+    """Encoding and sending happen in the export process: the engine never imports gRPC."""
+    script = (
+        "import sys\n"
+        "from voiceobs import setup_instrumentation\n"
+        "obs = setup_instrumentation()\n"
+        "with obs.call('c-1') as call:\n"
+        "    pass\n"
+        "obs.shutdown(2)\n"
+        "print(sorted(m for m in sys.modules if m == 'grpc' or 'exporter.otlp.proto.grpc' in m))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "VOICEOBS_"))}
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://127.0.0.1:9"  # nothing listens: still no gRPC
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -134,6 +134,14 @@ def _check_protocol(signal: str) -> str:
     return protocol
 
 
+def check_otlp_protocols(chosen: dict[str, tuple[str, ...]]) -> None:
+    """A clear error naming the variable, raised at set-up in the engine, for an OTLP
+    protocol none of the SDK's exporters speaks (the export process builds them later)."""
+    for signal, names in chosen.items():
+        if "otlp" in names:
+            _check_protocol(signal)
+
+
 _OTLP_EXPORTERS = {
     "traces": ("trace_exporter", "OTLPSpanExporter"),
     "metrics": ("metric_exporter", "OTLPMetricExporter"),

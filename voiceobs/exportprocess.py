@@ -5,10 +5,11 @@ Started and supervised by :class:`voiceobs.processtransport.ProcessTransport` as
 ``python -m voiceobs.exportprocess ACK_FD``. It reads frames (:mod:`voiceobs.channel`) on
 stdin and acknowledges them on the pipe ``ACK_FD``; stdout and stderr are the engine's (the
 console exporters print there). Spans and log records go through the SDK's batch
-processors, metrics through its periodic reader; this process, not the engine's, counts the
-SDK's own pipeline metrics (queue drops, export results). The process ends when the engine
-closes the pipe (at shutdown, or when the engine dies): it exports what it holds within the
-shutdown deadline, then exits.
+processors, the voice metrics through its periodic reader, and the collections of the
+engine's own meter provider through :mod:`voiceobs.enginemetrics`; this process, not the
+engine's, counts the SDK's own pipeline metrics (queue drops, export results). The process
+ends when the engine closes the pipe (at shutdown, or when the engine dies): it exports what
+it holds within the shutdown deadline, then exits.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from voiceobs.channel import Ack, Batch, ExportConfig, FrameReader, write_frame
+from voiceobs.enginemetrics import EngineMetricsExport
 from voiceobs.exportpipeline import (
     INSTRUMENTATION_SCOPE,
     env_exporters,
@@ -44,9 +46,14 @@ from voiceobs.exportpipeline import (
     redactor_for,
     sdk_self_metrics,
 )
-from voiceobs.records import ExportFailed, ForeignSpan, LogLine, Record
+from voiceobs.records import Dropped, EngineMetrics, ExportFailed, ForeignSpan, LogLine, Record
 from voiceobs.redaction import RedactingLogExporter, RedactingSpanExporter
-from voiceobs.selftelemetry import GuardedLogExporter, GuardedSpanExporter, quiet_sdk_loggers
+from voiceobs.selftelemetry import (
+    GuardedLogExporter,
+    GuardedMetricExporter,
+    GuardedSpanExporter,
+    quiet_sdk_loggers,
+)
 
 _log = logging.getLogger("voiceobs.exportprocess")
 
@@ -112,6 +119,7 @@ class ExportSide:
         self.resource = Resource(dict(config.resource or {}))
         redactor = redactor_for(settings)
         self._failures: list[ExportFailed] = []
+        self._drops: list[Dropped] = []
         self.failed_exports = 0
         chosen = {
             name: exporter_names(name)
@@ -150,6 +158,13 @@ class ExportSide:
                 self.logs.add_log_record_processor(
                     BatchLogRecordProcessor(log_exporter, meter_provider=self.meter_provider)
                 )
+            self.engine_metrics = EngineMetricsExport(
+                [
+                    GuardedMetricExporter(exporter, self._failed)
+                    for exporter in env_exporters("metrics", chosen, settings)
+                ],
+                self._drops.append,
+            )
         meter = (self.meter_provider or MeterProvider()).get_meter(INSTRUMENTATION_SCOPE)
         self.materialiser = materialiser_for(
             settings,
@@ -169,6 +184,8 @@ class ExportSide:
             self.spans.on_end(rebuild_span(record, self.resource))
         elif isinstance(record, LogLine):
             self.logs.on_emit(rebuild_log(record, self.resource))
+        elif isinstance(record, EngineMetrics):
+            self.engine_metrics.add(record)
         else:
             self.materialiser.handle(record)
         self.count_failures()
@@ -177,18 +194,22 @@ class ExportSide:
         while self._failures:
             self.failed_exports += 1
             self.materialiser.handle(self._failures.pop())
+        while self._drops:
+            self.materialiser.handle(self._drops.pop())
 
     def flush(self) -> bool:
         """Export everything now; True if nothing failed to export since the last flush."""
         before = self.failed_exports
         timeout_ms = int(self.settings.shutdown_timeout_s * 1000)
         done = bool(self.spans.force_flush(timeout_ms)) and bool(self.logs.force_flush(timeout_ms))
+        done = self.engine_metrics.flush(self.settings.shutdown_timeout_s) and done
         self.count_failures()
         metrics = self.meter_provider is None or self.meter_provider.force_flush(timeout_ms)
         self.count_failures()
         return done and metrics and self.failed_exports == before
 
     def shutdown(self) -> None:
+        self.engine_metrics.shutdown(self.settings.shutdown_timeout_s)
         self.spans.shutdown()
         self.logs.shutdown()
         if self.meter_provider is not None:

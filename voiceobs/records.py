@@ -198,6 +198,25 @@ class ProviderRequest(NamedTuple):
     outcome: str
 
 
+class EngineMetrics(NamedTuple):
+    """One collection of the engine process's own meter provider (process metrics, the
+    application's instruments), for the export process to send. Per resource: its attributes,
+    its schema URL, the collection's schema URL and, per instrumentation scope, (name,
+    version, schema URL), its attributes, the scope's schema URL and the SDK's ``Metric``
+    objects (plain frozen dataclasses)."""
+
+    resource_metrics: tuple[Any, ...]
+
+    @property
+    def points(self) -> int:
+        return sum(
+            len(metric.data.data_points)
+            for _, _, _, scopes in self.resource_metrics
+            for _, _, _, metrics in scopes
+            for metric in metrics
+        )
+
+
 Record = (
     CallStarted
     | TurnEnded
@@ -210,6 +229,7 @@ Record = (
     | ExportFailed
     | ForeignSpan
     | LogLine
+    | EngineMetrics
     | HttpStarted
     | HttpServed
     | CircuitState

@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
@@ -46,6 +46,7 @@ from voiceobs.cost import RateCard
 from voiceobs.disabled import DISABLED
 from voiceobs.exportpipeline import (
     INSTRUMENTATION_SCOPE,
+    check_otlp_protocols,
     env_exporters,
     exporter_names,
     init_metrics,
@@ -53,7 +54,11 @@ from voiceobs.exportpipeline import (
     redactor_for,
     sdk_self_metrics,
 )
-from voiceobs.handover import HandoverLogProcessor, HandoverSpanProcessor
+from voiceobs.handover import (
+    HandoverLogProcessor,
+    HandoverMetricExporter,
+    HandoverSpanProcessor,
+)
 from voiceobs.logbridge import OtlpLogHandler
 from voiceobs.materialiser import Materialiser
 from voiceobs.processtransport import ProcessTransport
@@ -209,12 +214,23 @@ class Instrumentation:
         refused it. Never raises and never waits past ``timeout_s`` (default from settings)."""
         deadline = time.monotonic() + (timeout_s or self.settings.shutdown_timeout_s)
         failed_before = self.failed_exports
-        ok = self.transport.flush(_left(deadline))
         providers = [
             p for p in (self.tracer_provider, self.meter_provider, self.logger_provider) if p
         ]
-        ok = _within(deadline, [partial(_flush, p, deadline) for p in providers]) and ok
+        flushes = [partial(_flush, p, deadline) for p in providers]
+        if self._providers_feed_transport:
+            ok = _within(deadline, flushes)
+            ok = self.transport.flush(_left(deadline)) and ok
+        else:
+            ok = self.transport.flush(_left(deadline))
+            ok = _within(deadline, flushes) and ok
         return ok and self.failed_exports == failed_before
+
+    @property
+    def _providers_feed_transport(self) -> bool:
+        """With the export process, the providers hand what they hold to the transport (so
+        they go first); otherwise the transport's thread feeds the providers."""
+        return self.materialiser is None
 
     def shutdown(self, timeout_s: float | None = None) -> bool:
         """Flush and close all signals within ``timeout_s`` (default from settings).
@@ -228,13 +244,20 @@ class Instrumentation:
         self.is_shut_down = True
         atexit.unregister(self._at_exit)
         deadline = time.monotonic() + (timeout_s or self.settings.shutdown_timeout_s)
-        ok = self.transport.shutdown(_left(deadline) / 2)
-        for undo in reversed(self._undo):
-            undo()
         providers = [
             p for p in (self.tracer_provider, self.logger_provider, self.meter_provider) if p
         ]
-        ok = _within(deadline, [partial(_close, p, deadline) for p in providers]) and ok
+        closes = [partial(_close, p, deadline) for p in providers]
+        if self._providers_feed_transport:
+            for undo in reversed(self._undo):
+                undo()
+            ok = _within(time.monotonic() + _left(deadline) / 2, closes)
+            ok = self.transport.shutdown(_left(deadline)) and ok
+        else:
+            ok = self.transport.shutdown(_left(deadline) / 2)
+            for undo in reversed(self._undo):
+                undo()
+            ok = _within(deadline, closes) and ok
         with _lock:
             if _active is self:
                 _active = None
@@ -261,7 +284,7 @@ def _close(provider: Any, deadline: float) -> bool:
         provider.shutdown()
 
 
-def _within(deadline: float, tasks: list[Callable[[], bool]]) -> bool:
+def _within(deadline: float, tasks: Sequence[Callable[[], bool]]) -> bool:
     """Run each task on its own daemon thread until ``deadline``; True if every one finished
     in time and succeeded. A task still running is abandoned, so a dead collector never holds
     the engine; an exception (the SDK raises on some flush timeouts) becomes False."""
@@ -406,6 +429,7 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
         }
         in_process = _materialise_in_process(settings, exporters, shared is not None)
         chosen = {signal: exporter_names(signal) for signal, wanted in from_env.items() if wanted}
+        check_otlp_protocols(chosen)
         if not in_process:
             handover = ProcessTransport(
                 settings.queue_size, ExportConfig(settings, dict(resource.attributes), rate_card)
@@ -416,7 +440,9 @@ def _build(settings: VoiceobsSettings, exporters: Exporters, set_global: bool) -
                     settings,
                     resource,
                     exporters.metric_readers,
-                    env_exporters("metrics", chosen, settings),
+                    [HandoverMetricExporter(handover)]
+                    if handover is not None and chosen.get("metrics")
+                    else env_exporters("metrics", chosen, settings),
                     count_failure,
                 )
             if settings.traces_enabled:
