@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -497,8 +498,10 @@ def test_bad_usage_raises_naming_the_argument_before_adding_anything(
         llm = turn.llm("openai")
         with pytest.raises(TypeError, match=r"input_tokens.*None"):
             llm.usage(audio_seconds=1.0, input_tokens=None)  # type: ignore[arg-type]
-        with pytest.raises(ValueError, match=r"characters.*≥ 0"):
+        with pytest.raises(ValueError, match=r"characters.*between 0 and 1e12"):
             llm.usage(output_tokens=5, characters=-1)
+        with pytest.raises(ValueError, match=r"input_tokens.*between 0 and 1e12"):
+            llm.usage(input_tokens=2**64)  # its running total would overflow an OTLP point
         with pytest.raises(TypeError, match="output_tokens"):
             llm.usage(output_tokens=2.5)  # type: ignore[arg-type]
         assert (llm.audio_seconds, llm.input_tokens, llm.output_tokens) == (0.0, 0, 0)
@@ -519,7 +522,7 @@ def test_a_span_continues_its_trace_as_parent(telemetry: Telemetry) -> None:
 
 
 def test_at_takes_an_aware_datetime_like_unix_seconds(telemetry: Telemetry) -> None:
-    from datetime import UTC, datetime, timedelta, timezone
+    from datetime import UTC, timedelta, timezone
 
     start = datetime.fromtimestamp(T0, tz=UTC)
     call = telemetry.obs.call("c-dt", at=start)
@@ -531,7 +534,6 @@ def test_at_takes_an_aware_datetime_like_unix_seconds(telemetry: Telemetry) -> N
 
 
 def test_a_wrong_at_or_parent_raises_before_anything_starts(telemetry: Telemetry) -> None:
-    from datetime import datetime
 
     with pytest.raises(TypeError, match=r"^at: a naive datetime"):
         telemetry.obs.call("c-bad", at=datetime(2026, 1, 1))
@@ -542,8 +544,12 @@ def test_a_wrong_at_or_parent_raises_before_anything_starts(telemetry: Telemetry
     call = telemetry.obs.call("c-good")
     with pytest.raises(TypeError, match=r"^at must be"):
         call.turn(at="soon")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="finite"):
+    with pytest.raises(ValueError, match=r"^at must be Unix time in seconds between 0 and"):
         call.end(at=float("nan"))
+    with pytest.raises(ValueError, match=r"^at must be Unix time in seconds between 0 and"):
+        call.end(at=-1.0)  # before 1970: no OTLP timestamp holds it
+    with pytest.raises(ValueError, match=r"^at must be between 1970 and 2554"):
+        call.end(at=datetime(9999, 1, 1, tzinfo=UTC))
     assert call.turn_count == 0 and call.end_ns is None
     call.end()
     assert [s.attributes[sc.CALL_ID] for s in telemetry.finished_spans()] == ["c-good"]

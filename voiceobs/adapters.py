@@ -429,7 +429,7 @@ def _validate(event: object) -> dict[str, Any]:
                 "bad_value",
                 f"{kind}: '{name}' must be {wanted} from 0 to {MAX_NUMBER:g}, got {_show(value)}",
             )
-    return dict(event)
+    return {name: value for name, value in event.items() if value is not None}  # None: absent
 
 
 def _is_number(value: object) -> TypeGuard[float]:

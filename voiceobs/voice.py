@@ -18,7 +18,6 @@ already carry the ids the spans will have.
 from __future__ import annotations
 
 import asyncio
-import math
 import numbers
 import random
 import time
@@ -76,19 +75,29 @@ def new_trace_id() -> int:
     return random.getrandbits(128) or 1
 
 
+_LATEST_AT_S = 2**64 / 1e9 - 1
+"""OTLP carries times as unsigned 64-bit nanoseconds (up to the year 2554)."""
+
+
 def at_ns(at: Moment) -> int:
     """``at=`` as Unix nanoseconds; a clear error naming ``at`` for anything else."""
     if type(at) is float or type(at) is int:
-        if math.isfinite(at):
+        if 0 <= at < _LATEST_AT_S:
             return int(at * 1e9)
-        raise ValueError(f"at must be a finite Unix time in seconds, got {at!r}")
+        raise ValueError(
+            f"at must be Unix time in seconds between 0 and {_LATEST_AT_S:.0f} (OTLP's "
+            f"unsigned 64-bit nanoseconds), got {at!r}"
+        )
     if isinstance(at, datetime):
         if at.tzinfo is None:
             raise TypeError(
                 "at: a naive datetime is ambiguous; give a timezone-aware one "
                 "(datetime.now(timezone.utc)) or Unix time in seconds"
             )
-        return (at - _EPOCH) // _NS * 1000
+        ns = (at - _EPOCH) // _NS * 1000
+        if 0 <= ns < 2**64:
+            return ns
+        raise ValueError(f"at must be between 1970 and 2554 (OTLP's time range), got {at!r}")
     if isinstance(at, (int, float)) and not isinstance(at, bool):  # int and float subclasses
         return at_ns(float(at))
     raise TypeError(
@@ -106,14 +115,28 @@ def parent_context(parent: Parent | None) -> Context | None:
     raise TypeError(f"parent must be an OpenTelemetry Context or Span, got {type(parent).__name__}")
 
 
+def _texts(names: str, *values: object) -> None:
+    """Refuse the first of ``values`` (named by the space-separated ``names``) that is not a
+    ``str`` (a name ending in ``?`` may also be None)."""
+    for name, value in zip(names.split(), values, strict=True):
+        if not isinstance(value, str) and not (name.endswith("?") and value is None):
+            wanted = "a str or None" if name.endswith("?") else "a str"
+            raise TypeError(f"{name.rstrip('?')} must be {wanted}, got {type(value).__name__}")
+
+
+_MOST_USAGE = 1e12
+"""Far above any real request; far below where the running totals would overflow OTLP's
+64-bit integer points."""
+
+
 def _usage_amount(name: str, value: object, integral: bool) -> None:
     """Refuse a usage amount that is not a finite number ≥ 0 (an integer if ``integral``)."""
     kind = numbers.Integral if integral else numbers.Real
     if isinstance(value, bool) or not isinstance(value, kind):
         wanted = "an integer" if integral else "a number"
         raise TypeError(f"usage({name}=...) must be {wanted} ≥ 0, got {value!r}")
-    if not (0 <= float(value) < math.inf):
-        raise ValueError(f"usage({name}=...) must be finite and ≥ 0, got {value!r}")
+    if not (0 <= float(value) <= _MOST_USAGE):
+        raise ValueError(f"usage({name}=...) must be between 0 and 1e12, got {value!r}")
 
 
 _FLOAT_OR_INT = (float, int)
@@ -217,6 +240,8 @@ class Stage(_Scope):
     )
 
     def __init__(self, turn: Turn, kind: StageKind, provider: str, model: str, start_ns: int):
+        if not (type(kind) is str and type(provider) is str and type(model) is str):
+            _texts("kind provider model", kind, provider, model)
         self.turn = turn
         self.kind = kind
         self.provider = provider
@@ -263,17 +288,19 @@ class Stage(_Scope):
     ) -> None:
         """Add provider usage; it becomes usage counters and, with a rate card, cost.
 
-        Each amount must be a finite number ≥ 0 (an int for tokens and characters); anything
-        else raises ``TypeError`` (wrong type, ``None`` included) or ``ValueError`` (negative,
-        infinite) naming the argument, before any amount is added.
+        Each amount must be a number between 0 and 1e12 (an int for tokens and characters);
+        anything else raises ``TypeError`` (wrong type, ``None`` included) or ``ValueError``
+        (negative, infinite, absurdly large) naming the argument, before any amount is added.
         """
         if not (  # the common case in one expression; the checks below name the culprit
             type(input_tokens) is int
             and type(output_tokens) is int
             and type(characters) is int
-            and (input_tokens | output_tokens | characters) >= 0  # none negative
+            and 0 <= input_tokens <= _MOST_USAGE
+            and 0 <= output_tokens <= _MOST_USAGE
+            and 0 <= characters <= _MOST_USAGE
             and type(audio_seconds) in _FLOAT_OR_INT
-            and 0 <= audio_seconds < math.inf
+            and 0 <= audio_seconds <= _MOST_USAGE
         ):
             _usage_amount("audio_seconds", audio_seconds, integral=False)
             _usage_amount("input_tokens", input_tokens, integral=True)
@@ -286,10 +313,12 @@ class Stage(_Scope):
 
     def transcript(self, text: str) -> None:
         """The stage's text (STT transcript, LLM response); exported only when switched on."""
+        _texts("text", text)
         self.text = text
 
     def fail(self, error_type: str = "error") -> None:
         """Mark the provider request failed: ``error``, ``timeout``, ``rate_limited``…"""
+        _texts("error_type", error_type)
         self.error_type = error_type
 
     def _fail(self, exc: BaseException) -> None:
@@ -382,6 +411,7 @@ class Turn(_Scope):
         self, at: Moment | None = None, *, provider: str = "vad", model: str = "default"
     ) -> None:
         """The end-of-utterance decision was made (its delay after speech end is EOU delay)."""
+        _texts("provider model", provider, model)
         self.eou_ns = self._ns(at)
         self.eou_provider = provider
         self.eou_model = model
@@ -535,6 +565,21 @@ class Call(_Scope):
         parent: Parent | None,
         sampler: Sampler | None,
     ) -> None:
+        if not (
+            type(call_id) is str
+            and type(tenant) is str
+            and type(pipeline) is str
+            and type(direction) is str
+            and (caller is None or type(caller) is str)
+        ):
+            _texts(
+                "call_id tenant pipeline caller? direction",
+                call_id,
+                tenant,
+                pipeline,
+                caller,
+                direction,
+            )
         parent_ctx = parent_context(parent)  # a bad parent raises before anything starts
         self.transport = transport
         self.call_id = call_id
@@ -630,6 +675,7 @@ class Call(_Scope):
         self, provider: str, component: str, reason: str, *, at: Moment | None = None
     ) -> None:
         """A streaming connection (STT, TTS…) had to be re-opened."""
+        _texts("provider component reason", provider, component, reason)
         self.restarts += 1
         self.transport.send(
             StreamRestarted(self.call_id, provider, component, reason, self._ns(at))
@@ -641,6 +687,7 @@ class Call(_Scope):
         allocates nothing."""
         buffer = self._buffer_of.get(direction)
         if buffer is None:
+            _texts("direction", direction)
             buffer = self._buffer_of[direction] = JitterBuffer(self.call_id, direction)
             if self.end_ns is None:
                 self.transport.watch(buffer)
@@ -653,6 +700,7 @@ class Call(_Scope):
 
     def fail(self, reason: str, status: str = "failed") -> None:
         """Set the call's outcome to failed (it is still ended by :meth:`end`)."""
+        _texts("reason status", reason, status)
         self.status = status
         self.failure_reason = reason
 
@@ -676,6 +724,8 @@ class Call(_Scope):
         if self.end_ns is not None:
             return
         end_ns = self._ns(at)
+        if status is not None or failure_reason is not None:
+            _texts("status? failure_reason?", status, failure_reason)
         if status is not None:
             self.status = status
         if failure_reason is not None:
