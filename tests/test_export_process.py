@@ -24,7 +24,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from voiceobs import VoiceobsSettings, setup_instrumentation
+from voiceobs import VoiceobsSettings, processtransport, setup_instrumentation
 from voiceobs.exportprocess import NICENESS
 from voiceobs.processtransport import ProcessTransport
 from voiceobs.setup import Instrumentation
@@ -285,3 +285,24 @@ def test_the_engine_process_loads_no_otlp_exporter() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_backlog_leaves_in_bounded_frames_and_a_flush_covers_all_of_it(
+    obs: Instrumentation, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(processtransport, "FRAME_RECORDS", 20)
+    sizes: list[int] = []
+    write = processtransport.write_frame
+
+    def noting_size(fd: int, message: Any) -> None:
+        if hasattr(message, "records"):  # a Batch, not the ExportConfig that starts a process
+            sizes.append(len(message.records))
+        write(fd, message)
+
+    monkeypatch.setattr(processtransport, "write_frame", noting_size)
+    for index in range(60):
+        with obs.call(f"c-backlog-{index}") as call:
+            _turn(call)
+    assert obs.force_flush(30)
+    assert receiver.span_names().count("voice.call") == 60
+    assert sum(sizes) >= 60 * 3 and max(sizes) <= 20 + 2  # + the once-a-second extras

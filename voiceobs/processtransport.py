@@ -2,18 +2,18 @@
 
 ``send`` appends to a bounded deque, a few hundred nanoseconds on the engine's thread. A
 shipper thread wakes every :data:`SHIP_INTERVAL_S`, pickles what is queued into one frame
-and writes it to the export process (:mod:`voiceobs.exportprocess`), which materialises and
-exports it. The shipper adds the jitter buffers' running totals once a second and reports
-what the deque dropped. Everything heavy (spans, metric points, OTLP encoding, network
-retries) happens in the other process, so it never holds this process' GIL.
+(:data:`FRAME_RECORDS` at most; a backlog leaves frame after frame) and writes it to the
+export process (:mod:`voiceobs.exportprocess`), which materialises and exports it. The shipper
+adds the jitter buffers' running totals once a second and reports what the deque dropped.
+Everything heavy (spans, metric points, OTLP encoding, network retries) happens in the other
+process, so it never holds this process' GIL.
 
 Supervision: the export process starts with the first record. If it dies, the next frame
 starts a new one, which first receives the start (and end, if sent) of every call not yet
 finished there, so their later turns and ends still materialise; the other records the dead
 process had not acknowledged are counted as dropped (``export_process_died``). ``shutdown``
 closes the pipe, lets the process export what it holds until the deadline and kills it past
-that. A forked child (``gunicorn
---preload``) starts afresh with its own export process.
+that. A forked child (``gunicorn --preload``) starts afresh with its own export process.
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ _log = logging.getLogger(__name__)
 
 SHIP_INTERVAL_S = 0.05
 """How often queued records leave: short against a turn, long against a record."""
+FRAME_RECORDS = 1000
+"""Most records in one frame: pickling holds the GIL, so a backlog (after the export process
+was slow or restarted) leaves in frames of a millisecond or two each, never in one long stall
+of the engine's loop."""
 _PIPE_BYTES = 1 << 20
 """Pipe capacity asked for (Linux): about a second of a busy engine's records."""
 
@@ -146,11 +150,14 @@ class ProcessTransport(Transport):
         """The shipper: the only thread that writes to the export process."""
         while True:
             stopping = self._stopped
-            self._wake.wait(SHIP_INTERVAL_S)
+            if len(self._queue) < FRAME_RECORDS:  # else a backlog: the next frame at once
+                self._wake.wait(SHIP_INTERVAL_S)
             self._wake.clear()
             with self._acks:
                 requests, self._flush_requests = self._flush_requests, []
             try:
+                while (requests or stopping) and len(self._queue) > FRAME_RECORDS:
+                    self._ship(flush=False)  # a flush or the last round covers the backlog
                 seq = self._ship(flush=bool(requests))
             except Exception:  # never let the shipper die silently
                 _log.exception("voiceobs: the record shipper failed; retrying")
@@ -207,7 +214,7 @@ class ProcessTransport(Transport):
 
     def _take(self) -> list[Record]:
         queue = self._queue
-        records = [queue.popleft() for _ in range(len(queue))]
+        records = [queue.popleft() for _ in range(min(len(queue), FRAME_RECORDS))]
         now = time.monotonic()
         if now >= self._next_second:
             self._next_second = now + 1.0
