@@ -42,7 +42,7 @@ test: $(STAMP) ## The whole suite: unit, config and end-to-end tests (builds the
 test-unit: $(STAMP) ## Only the tests that need no backend
 	$(PY) -m pytest -q -m 'not stack' tests
 
-bench: $(STAMP) ## Benchmark suite (engine load, HTTP, hot path) → docs/performance.md; BENCH_ARGS=--short for CI's ~4 min form
+bench: $(STAMP) ## Benchmark suite (engine load, Collector outage, HTTP, hot path, Collector throughput) → docs/performance.md; BENCH_ARGS=--short for CI's ~5 min form
 	$(PY) -m bench $(BENCH_ARGS)
 
 test-deps: $(STAMP) ## Unit suite at the lowest and the highest dependency versions allowed (~9 min)

@@ -1,9 +1,9 @@
 """``make bench``: the benchmark suite of voiceobs, every figure beside its baseline.
 
-Runs the engine load with event-loop lag, HTTP under load and the hot path against a private
-Collector, then the Collector's own throughput; prints a table, writes
-``bench/results/<figure>.json`` and, when every part ran, docs/performance.md. Exits non-zero
-only when the harness fails; a missed goal is a result.
+Runs the engine load with event-loop lag, the engine through a Collector outage, HTTP under
+load and the hot path against a private Collector, then the Collector's own throughput; prints
+a table, writes ``bench/results/<figure>.json`` and, when every part ran, docs/performance.md.
+Exits non-zero only when the harness fails; a missed goal is a result.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import subprocess
 import sys
 import time
 
-from bench import collector_throughput, engine_load, http_load, report
+from bench import collector_outage, collector_throughput, engine_load, http_load, report
 from bench.collector import HarnessError, PrivateCollector
 from bench.engine_load import REPO_ROOT
 from bench.figures import Figure
 from bench.tools import collector_binary, vegeta, wrk
 
-PARTS = ("engine", "http", "hotpath", "collector")
+PARTS = ("engine", "outage", "http", "hotpath", "collector")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -28,8 +28,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--short",
         action="store_true",
-        help="CI's form (~4 min): 200 calls for 15 s per mode, 10 s HTTP and Collector runs, "
-        "3 hot-path rounds",
+        help="CI's form (~5 min): 200 calls for 15 s per mode, a 20 s Collector outage, 10 s "
+        "HTTP and Collector runs, 3 hot-path rounds",
     )
     parser.add_argument("--calls", help="engine loads, comma-separated (default 50,200,500)")
     parser.add_argument("--seconds", type=float, help="per engine run (default 30)")
@@ -45,6 +45,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.http_seconds = args.http_seconds or (10.0 if args.short else 20.0)
     args.rounds = 3 if args.short else 5
     args.collector_seconds = 10.0 if args.short else 30.0
+    args.outage_seconds = 20.0 if args.short else 60.0
     args.parts = args.only.split(",") if args.only else list(PARTS)
     unknown = set(args.parts) - set(PARTS)
     if unknown:
@@ -91,6 +92,8 @@ def main(argv: list[str]) -> int:
         with PrivateCollector() as collector:
             if "engine" in args.parts:
                 figures += engine_load.measure(args.calls, args.seconds, collector)
+            if "outage" in args.parts:
+                figures += collector_outage.measure(args.outage_seconds, collector)
             if "http" in args.parts:
                 figures += http_load.measure(args.http_seconds, collector)
         if "hotpath" in args.parts:
@@ -105,6 +108,7 @@ def main(argv: list[str]) -> int:
     how = (
         f"{'short' if args.short else 'full'} form: engine load at "
         f"{', '.join(str(n) for n in args.calls)} calls for {args.seconds:.0f} s per mode, "
+        f"a Collector outage of {args.outage_seconds:.0f} s, "
         f"HTTP runs of {args.http_seconds:.0f} s, Collector throughput for "
         f"{args.collector_seconds:.0f} s"
     )

@@ -45,12 +45,18 @@ def dropped(collector: PrivateCollector, service: str) -> float:
 
 
 def run_engine(
-    mode: str, calls: int, seconds: float, collector: PrivateCollector
+    mode: str,
+    calls: int,
+    seconds: float,
+    collector: PrivateCollector,
+    endpoint: str | None = None,
+    service: str | None = None,
 ) -> dict[str, Any]:
-    """One engine process; its own figures plus what the Collector saw of it."""
-    service = f"bench-engine-{mode}-{calls}"
+    """One engine process; its own figures plus what the Collector saw of it. It exports to
+    ``endpoint`` (default: the Collector) as ``service`` (default: from mode and calls)."""
+    service = service or f"bench-engine-{mode}-{calls}"
     env = clean_env(
-        OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint_grpc,
+        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint or collector.endpoint_grpc,
         OTEL_SERVICE_NAME=service,
     )
     counts_before = collector.counts()
@@ -80,7 +86,7 @@ def run_engine(
     return result
 
 
-def _summary(run: dict[str, Any]) -> dict[str, float]:
+def summary(run: dict[str, Any]) -> dict[str, float]:
     window = run["window_s"]
     lags = run["lags_s"]
     return {
@@ -97,7 +103,7 @@ def figures_for(calls: int, runs: dict[str, dict[str, Any]]) -> list[Figure]:
     """Figures of one load (``calls``) from its three runs."""
     group = f"Engine load, {calls} calls"
     at_goal = calls == GOAL_CALLS
-    s = {mode: _summary(run) for mode, run in runs.items()}
+    s = {mode: summary(run) for mode, run in runs.items()}
     none = s["none"]
     figures: list[Figure] = []
 

@@ -4,8 +4,9 @@ The cost per turn and per jitter-buffer sample on the engine's thread, each as a
 baseline measured in the same run (same machine, same SDK), and the disabled mode's cost.
 The per-frame sample is measured both ways the README allows: on a buffer held by the engine,
 and as ``call.jitter_buffer(direction).sample(depth)`` on every frame.
-Goals: a turn ≤ 50 µs, a frame sample ≤ 1 µs, disabled mode near zero, and ``shutdown()``
-with no Collector listening done within its deadline (ratio to ``shutdown_timeout_s`` ≤ 1.05).
+Goals: a turn ≤ 50 µs, a frame sample ≤ 1 µs, disabled mode near zero, ``shutdown()``
+with no Collector listening done within its deadline (ratio to ``shutdown_timeout_s`` ≤ 1.05),
+the cost of a turn flat over a call of 500 turns and nothing held per call once it ended.
 
 Part of ``make bench`` (``python -m bench.hotpath`` alone). Exporters discard what they get, in
 background threads as in production, so only the engine-thread cost is compared; the
@@ -14,10 +15,12 @@ whole-process figure counts every thread and every child process.
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import statistics
 import time
+import tracemalloc
 from collections.abc import Callable, Sequence
 
 from opentelemetry import trace
@@ -145,6 +148,59 @@ def voiceobs_ops(enabled: bool) -> Ops:
     return turn, sample, sample_looked_up, settle
 
 
+def long_call(rounds: int, block: int = 100, turns: int = 500) -> tuple[float, float]:
+    """CPU seconds per turn of this process (background materialisation included) over the
+    first and over the last ``block`` turns of one call of ``turns`` turns; medians of
+    ``rounds`` calls."""
+    first, last = [], []
+    for _ in range(rounds):
+        turn, _, _, settle = voiceobs_ops(True)
+        first.append(total_cpu(turn, block, settle))
+        for _ in range(turns - 2 * block):
+            turn()
+        settle()
+        last.append(total_cpu(turn, block, settle))
+    return statistics.median(first), statistics.median(last)
+
+
+def retained_per_call(calls: int = 400, warmup: int = 200) -> float:
+    """Bytes still allocated per call after ``calls`` calls of 3 turns with jitter samples
+    came and went (Python allocations, ``tracemalloc``), after a warm-up of ``warmup``."""
+    obs = setup_instrumentation(
+        settings=VoiceobsSettings.load(logs_enabled=False),
+        exporters=Exporters(span=Discard(), metric_readers=[InMemoryMetricReader()]),
+        set_global=False,
+    )
+
+    def one(call_id: str) -> None:
+        with obs.call(call_id, tenant="acme", pipeline="support") as call:
+            for _ in range(3):
+                with call.turn() as turn:
+                    turn.user_speech_ended()
+                    with turn.llm("openai", "gpt-4o-mini") as llm:
+                        llm.first_token()
+                    turn.agent_audio_started()
+                call.jitter_buffer("inbound").sample(0.04)
+
+    def allocated() -> int:
+        obs.force_flush(60)
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0]
+
+    for index in range(warmup):
+        one(f"warm-{index}")
+    tracemalloc.start()
+    try:
+        before = allocated()
+        for index in range(calls):
+            one(f"measured-{index}")
+        after = allocated()
+    finally:
+        tracemalloc.stop()
+        obs.shutdown()
+    return max(0.0, (after - before) / calls)
+
+
 def shutdown_with_dead_collector(timeout_s: float) -> float:
     """Wall seconds ``shutdown()`` takes when nothing listens on the OTLP endpoint, after a
     call, a turn and a log line are waiting to be exported."""
@@ -236,6 +292,31 @@ def measure(rounds: int = 5) -> list[Figure]:
             baseline=base_total * 1e6,
             baseline_name="sdk",
             note="exporters discard; no network",
+        )
+    )
+    first, last = long_call(rounds)
+    figures.append(
+        Figure(
+            "hotpath-turn-500",
+            "Long calls",
+            "CPU per turn of the whole process, turns 401-500 of one call vs its turns 1-100",
+            last * 1e6,
+            "µs",
+            baseline=first * 1e6,
+            baseline_name="turns 1-100",
+            goal=Goal("<=", 1.2),
+            note=f"median of {rounds} calls of 500 turns; exporters discard",
+        )
+    )
+    figures.append(
+        Figure(
+            "hotpath-memory-per-call",
+            "Long calls",
+            "Python memory still held per ended call (3 turns, samples), after 400 calls",
+            retained_per_call(),
+            "bytes",
+            goal=Goal("<=", 64, on_ratio=False),
+            note="tracemalloc, after a warm-up of 200 calls",
         )
     )
     deadline = 5.0
