@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import sys
 import time
@@ -245,16 +244,9 @@ def run(reader: FrameReader, ack_fd: int) -> None:
         side.shutdown()
 
 
-NICENESS = 10
-"""Added to the export process's nice value: where cores are short, the kernel runs the engine
-first, so the export side waits rather than the engine's audio frames."""
-
-
 def main() -> None:
     # Ctrl-C reaches the engine's whole process group: the engine decides when this ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with contextlib.suppress(OSError):  # a sandbox may forbid it; the export runs anyway
-        os.nice(NICENESS)
     ack_fd = int(sys.argv[1])
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     with contextlib.suppress(BrokenPipeError, EOFError):  # the engine is gone
