@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -73,13 +74,17 @@ class Collector:
     wrong_ca: Path
 
     def accepted_spans(self) -> float:
-        """What the OTLP receiver let into the pipeline (its own counter, both transports)."""
+        return self.accepted("spans")
+
+    def accepted(self, items: str) -> float:
+        """What the OTLP receiver let into the pipeline (its own counter, both transports):
+        ``spans``, ``log_records`` or ``metric_points``."""
         with urllib.request.urlopen(f"http://{self.telemetry}/metrics", timeout=5) as resp:
             text = resp.read().decode()
         return sum(
             float(line.rsplit(" ", 1)[1])
             for line in text.splitlines()
-            if line.startswith("otelcol_receiver_accepted_spans") and 'receiver="otlp"' in line
+            if line.startswith(f"otelcol_receiver_accepted_{items}") and 'receiver="otlp"' in line
         )
 
 
@@ -257,3 +262,53 @@ def test_http_sender_loses_its_otlp_ca_to_requests_ca_bundle(
     assert result == SpanExportResult.FAILURE
     grpc = _send(monkeypatch, "grpc", f"https://{c.grpc}", token=TOKEN, ca=c.ca, ca_bundle=bundle)
     assert grpc == SpanExportResult.SUCCESS
+
+
+ENGINE = """
+import logging
+from voiceobs import VoiceobsSettings, setup_instrumentation
+
+obs = setup_instrumentation(settings=VoiceobsSettings.load(), set_global=False)
+log = logging.getLogger("voiceobs.engine")
+log.addHandler(obs.log_handler)
+log.setLevel(logging.INFO)
+with obs.call("call-auth-1", tenant="acme", pipeline="support") as call:
+    with call.turn() as turn:
+        turn.user_speech_ended()
+        log.info("inside the call")
+        turn.agent_audio_started()
+obs.shutdown()
+"""
+
+
+@pytest.mark.parametrize("token", [TOKEN, None], ids=["token", "no-token"])
+def test_the_library_reaches_a_secured_collector_with_the_standard_variables(
+    secured_collector: Collector, tmp_path: Path, token: str | None
+) -> None:
+    """A whole engine (export process included), configured by nothing but OTEL_* variables:
+    with the token every signal gets in; without it nothing does."""
+    c = secured_collector
+    kinds = ("spans", "log_records", "metric_points")
+    before = {kind: c.accepted(kind) for kind in kinds}
+    env = {
+        "PATH": os.environ["PATH"],
+        "OTEL_SERVICE_NAME": "auth-engine",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"https://{c.grpc}",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE": str(c.ca),
+        "VOICEOBS_SHUTDOWN_TIMEOUT_S": "10",
+        "VOICEOBS_EXPORT_TIMEOUT_S": "3",
+    }
+    if token is not None:
+        env["OTEL_EXPORTER_OTLP_HEADERS"] = f"Authorization=Bearer%20{token}"
+    run = subprocess.run(
+        [sys.executable, "-c", ENGINE], env=env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    after = {kind: c.accepted(kind) for kind in kinds}
+    gained = {kind: after[kind] - before[kind] for kind in kinds}
+    print(f"{'token' if token else 'no token'}: accepted {gained}")
+    if token is None:
+        assert gained == dict.fromkeys(kinds, 0)
+    else:
+        assert all(gained[kind] > 0 for kind in kinds), gained
