@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from stack import build, exposure
+from tests.collector_env import free_port, private_collector_env
 from voiceobs import VoiceobsSettings
 from voiceobs.exportpipeline import otlp_exporter
 
@@ -31,12 +31,6 @@ pytestmark = pytest.mark.stack
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "s3cret-token-for-tests"
 NEXT_TOKEN = "rotated-in-token"  # a second line of the token file: rotation without downtime
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _openssl(*args: str) -> None:
@@ -116,26 +110,11 @@ def secured_collector(
     overlay = exposure.write_overlay(
         settings, REPO / "collector" / "config.yaml", tmp / "otlp.yaml"
     )
-    ports = {name: _free_port() for name in (
-        "grpc", "http", "prom", "telemetry", "health", "pprof", "zpages", "nowhere")}  # fmt: skip
-    nowhere = f"127.0.0.1:{ports['nowhere']}"
-    env = {
-        "PATH": os.environ["PATH"],
-        **exposure.secret_paths(secrets),
-        "COLLECTOR_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports['grpc']}",
-        "COLLECTOR_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{ports['http']}",
-        "COLLECTOR_PROMETHEUS_ENDPOINT": f"127.0.0.1:{ports['prom']}",
-        "COLLECTOR_TELEMETRY_HOST": "127.0.0.1",
-        "COLLECTOR_TELEMETRY_PORT": str(ports["telemetry"]),
-        "COLLECTOR_HEALTH_ENDPOINT": f"127.0.0.1:{ports['health']}",
-        "COLLECTOR_PPROF_ENDPOINT": f"127.0.0.1:{ports['pprof']}",
-        "COLLECTOR_ZPAGES_ENDPOINT": f"127.0.0.1:{ports['zpages']}",
-        "COLLECTOR_STORAGE_DIR": str(tmp / "queue"),
-        "JAEGER_OTLP_ENDPOINT": nowhere,
-        "TEMPO_OTLP_ENDPOINT": nowhere,
-        "LOKI_OTLP_ENDPOINT": f"http://{nowhere}/otlp",
-        "PROMETHEUS_REMOTE_WRITE_ENDPOINT": f"http://{nowhere}/api/v1/write",
-    }
+    nowhere = f"127.0.0.1:{free_port()}"  # backends: what is accepted waits in the queues
+    env, ports = private_collector_env(
+        tmp, traces=nowhere, logs=f"http://{nowhere}/otlp", remote_write=f"http://{nowhere}/w"
+    )
+    env.update(exposure.secret_paths(secrets))
     log = (tmp / "collector.log").open("w")
     command = [str(collector_binary), "--config", str(REPO / "collector" / "config.yaml"),
                "--config", str(overlay)]  # fmt: skip
@@ -155,7 +134,7 @@ def secured_collector(
         yield Collector(
             grpc=f"127.0.0.1:{ports['grpc']}",
             http=f"127.0.0.1:{ports['http']}",
-            telemetry=f"127.0.0.1:{ports['telemetry']}",
+            telemetry=f"127.0.0.1:{ports['self']}",
             ca=ca_cert,
             wrong_ca=wrong_ca,
         )
