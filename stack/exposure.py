@@ -106,9 +106,9 @@ def check_otlp(env: Mapping[str, str], host: str | None = None) -> None:
     missing = [f"{OTLP_AUTH_ENV}=bearer"] if not use_auth else []
     missing += [f"{OTLP_TLS_ENV}=true"] if not use_tls else []
     raise ExposureError(
-        f"OTLP would listen on {host!r} beyond loopback without {' and '.join(missing)}: "
-        f"set them (docs/security.md), or set {OTLP_INSECURE_ENV}=true if the network "
-        "itself is trusted"
+        f"OTLP would listen on {host!r} beyond loopback without {' and '.join(missing)} "
+        f"(docs/security.md); set {OTLP_INSECURE_ENV}=true only if the network itself is "
+        "trusted"
     )
 
 
