@@ -21,19 +21,32 @@ REMOTE ?=
 REMOTE_DIR ?= voiceobs
 SSH ?= ssh
 RSYNC ?= rsync -az --delete --relative --exclude=secrets/
+# Grafana (login required) is published on VOICEOBS_STACK_BIND, OTLP on VOICEOBS_STACK_OTLP_BIND;
+# every other port stays on 127.0.0.1 (docs/security.md). OTLP token and TLS: stack/exposure.py.
 VOICEOBS_STACK_BIND ?= 127.0.0.1
+export VOICEOBS_STACK_OTLP_BIND ?= 127.0.0.1
+export VOICEOBS_STACK_OTLP_AUTH ?= none
+export VOICEOBS_STACK_OTLP_TLS ?= false
+export VOICEOBS_STACK_OTLP_INSECURE ?= false
+export VOICEOBS_STACK_ENABLE_LIFECYCLE ?= false
 VOICEOBS_STACK_SECRETS_DIR ?= .state/secrets
 SERVICE ?=
 FOLLOW ?=
 TAIL ?= 200
 
-# Where the published ports answer (0.0.0.0 is reached through loopback).
+# Where Grafana's published port answers (0.0.0.0 is reached through loopback).
 MONITOR_HOST := $(if $(filter 0.0.0.0,$(VOICEOBS_STACK_BIND)),127.0.0.1,$(VOICEOBS_STACK_BIND))
 MONITOR_PROFILE_FLAGS := $(foreach p,$(PROFILES),--profile $(p))
 MONITOR_ALL_PROFILES := --profile tempo --profile probes --profile host
-MONITOR_DC = VOICEOBS_STACK_BIND=$(VOICEOBS_STACK_BIND) VOICEOBS_STACK_SECRETS_DIR=$(VOICEOBS_STACK_SECRETS_DIR) \
+# Prometheus' /-/reload and /-/quit only when asked (kingpin spells "off" --no-FLAG).
+MONITOR_LIFECYCLE := $(if $(filter true 1 yes on,$(VOICEOBS_STACK_ENABLE_LIFECYCLE)),--web.enable-lifecycle,--no-web.enable-lifecycle)
+MONITOR_DC = VOICEOBS_STACK_BIND=$(VOICEOBS_STACK_BIND) VOICEOBS_STACK_OTLP_BIND=$(VOICEOBS_STACK_OTLP_BIND) \
+	VOICEOBS_STACK_PROMETHEUS_LIFECYCLE=$(MONITOR_LIFECYCLE) VOICEOBS_STACK_SECRETS_DIR=$(VOICEOBS_STACK_SECRETS_DIR) \
 	docker compose -p $(MONITOR_PROJECT) -f $(MONITOR_COMPOSE_FILE)
-MONITOR_GRAFANA_AUTH = -u "$${GRAFANA_ADMIN_USER:-admin}:$${GRAFANA_ADMIN_PASSWORD:-$$(cat $(VOICEOBS_STACK_SECRETS_DIR)/grafana_admin_password)}"
+# $(call monitor_grafana,URL): POST to Grafana's API as admin. The credentials reach curl as a
+# config on stdin (printf is a shell builtin): never in an argv that `ps` shows.
+monitor_grafana = printf "user = %s:%s\n" "$${GRAFANA_ADMIN_USER:-admin}" \
+	"$${GRAFANA_ADMIN_PASSWORD:-$$(cat $(VOICEOBS_STACK_SECRETS_DIR)/grafana_admin_password)}" | curl -fsS -X POST -K - $(1)
 
 # Prometheus' addresses inside the compose network (the template's defaults are native).
 MONITOR_RENDER_ENV := COLLECTOR_TELEMETRY_TARGET=collector:8888 PROMETHEUS_TARGET=localhost:9090 \
@@ -58,7 +71,11 @@ MONITOR_SECRETS_CMD = mkdir -p $(VOICEOBS_STACK_SECRETS_DIR)/alertmanager && \
 	chmod 700 $(VOICEOBS_STACK_SECRETS_DIR) && chmod 755 $(VOICEOBS_STACK_SECRETS_DIR)/alertmanager && \
 	{ test -s $(VOICEOBS_STACK_SECRETS_DIR)/grafana_admin_password || \
 	head -c 24 /dev/urandom | base64 > $(VOICEOBS_STACK_SECRETS_DIR)/grafana_admin_password; } && \
-	chmod 644 $(VOICEOBS_STACK_SECRETS_DIR)/grafana_admin_password
+	chmod 644 $(VOICEOBS_STACK_SECRETS_DIR)/grafana_admin_password && \
+	mkdir -p $(VOICEOBS_STACK_SECRETS_DIR)/otlp && chmod 755 $(VOICEOBS_STACK_SECRETS_DIR)/otlp$(if $(filter bearer,$(VOICEOBS_STACK_OTLP_AUTH)), && \
+	{ test -s $(VOICEOBS_STACK_SECRETS_DIR)/otlp/token || \
+	head -c 24 /dev/urandom | od -An -tx1 | tr -dc 0-9a-f > $(VOICEOBS_STACK_SECRETS_DIR)/otlp/token; } && \
+	chmod 644 $(VOICEOBS_STACK_SECRETS_DIR)/otlp/token)
 
 monitor-render: ## Render .state/docker/ (Prometheus config + profile scrape jobs, Alertmanager config) without starting
 	$(call monitor_do,mkdir -p $(MONITOR_STATE)/prometheus/rules $(MONITOR_STATE)/prometheus/scrape.d)
@@ -66,6 +83,7 @@ monitor-render: ## Render .state/docker/ (Prometheus config + profile scrape job
 	$(call monitor_do,printf '\n# Docker only (Prometheus >= 2.43): jobs of the enabled profiles.\nscrape_config_files:\n  - /etc/prometheus/scrape.d/*.yml\n' >> $(MONITOR_STATE)/prometheus/prometheus.yml)
 	$(call monitor_do,rm -f $(MONITOR_STATE)/prometheus/scrape.d/*.yml)
 	$(call monitor_do,$(MONITOR_PYTHON) stack/alertmanager_docker.py alertmanager/alertmanager.yml $(MONITOR_STATE)/alertmanager/alertmanager.yml)
+	$(call monitor_do,$(MONITOR_PYTHON) stack/exposure.py docker $(MONITOR_STATE)/collector/otlp.yaml)
 ifneq ($(strip $(PROFILES)),)
 	$(call monitor_do,cp $(foreach p,$(PROFILES),$(MONITOR_SCRAPE_$(p))) $(MONITOR_STATE)/prometheus/scrape.d/)
 endif
@@ -88,9 +106,7 @@ monitor-logs: ## Show the stack's logs (SERVICE=name, FOLLOW=1, TAIL=200)
 monitor-status: ## State and health of every monitoring container
 	$(call monitor_do,$(call monitor_at,$(MONITOR_DC) $(MONITOR_ALL_PROFILES) ps -a))
 
-monitor-reload: monitor-render ## Re-read configs: Prometheus, Alertmanager, Collector (HUP), Grafana provisioning
-	$(call monitor_do,$(call monitor_at,curl -fsS -X POST http://$(MONITOR_HOST):9090/-/reload))
-	$(call monitor_do,$(call monitor_at,curl -fsS -X POST http://$(MONITOR_HOST):9093/-/reload))
-	$(call monitor_do,$(call monitor_at,$(MONITOR_DC) kill -s HUP collector))
-	$(call monitor_do,$(call monitor_at,curl -fsS -X POST $(MONITOR_GRAFANA_AUTH) http://$(MONITOR_HOST):3000/api/admin/provisioning/dashboards/reload))
-	$(call monitor_do,$(call monitor_at,curl -fsS -X POST $(MONITOR_GRAFANA_AUTH) http://$(MONITOR_HOST):3000/api/admin/provisioning/datasources/reload))
+monitor-reload: monitor-render ## Re-read configs: Prometheus, Alertmanager, Collector (SIGHUP), Grafana provisioning
+	$(call monitor_do,$(call monitor_at,$(MONITOR_DC) kill -s HUP prometheus alertmanager collector))
+	$(call monitor_do,$(call monitor_at,$(call monitor_grafana,http://$(MONITOR_HOST):3000/api/admin/provisioning/dashboards/reload)))
+	$(call monitor_do,$(call monitor_at,$(call monitor_grafana,http://$(MONITOR_HOST):3000/api/admin/provisioning/datasources/reload)))

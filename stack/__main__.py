@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from stack import build, control
+from stack import build, control, exposure
 from stack.render import RenderError
 from stack.services import services
 from stack.settings import StackError, load
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             control.validate(settings, services(settings))
         elif args.verb == "restart":
             control.restart_service(settings, args.service)
-    except (StackError, RenderError) as exc:
+    except (StackError, RenderError, exposure.ExposureError) as exc:
         print(f"stack {args.verb}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

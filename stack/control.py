@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from stack import build
+from stack import build, exposure
 from stack.render import render_file
 from stack.services import Service, services
 from stack.settings import LISTENERS, StackError, StackSettings
@@ -44,7 +44,12 @@ def supervisord_exe() -> Path:
 
 def render_configs(settings: StackSettings) -> None:
     """Render prometheus.yml into the state dir, with ``rules/`` linked beside it
-    so ``rule_files: [rules/*.yml]`` resolves as it does in the Docker stack."""
+    so ``rule_files: [rules/*.yml]`` resolves as it does in the Docker stack; and the
+    Collector's OTLP auth/TLS overlay, once the exposure rules allow the settings."""
+    check_exposure(settings)
+    exposure.write_overlay(
+        settings.env, settings.repo / "collector" / "config.yaml", settings.collector_overlay
+    )
     template = settings.repo / "prometheus" / "prometheus.yml.tmpl"
     output = render_file(template, settings.prometheus_config, settings.env)
     rules_link = output.parent / "rules"
@@ -59,6 +64,28 @@ def render_configs(settings: StackSettings) -> None:
         rules_link.symlink_to(rules_dir, target_is_directory=True)
     else:
         rules_link.mkdir()
+
+
+def check_exposure(settings: StackSettings) -> None:
+    """Admin listeners on loopback whatever their variables say; the OTLP receivers beyond
+    it only with token and TLS, or when explicitly insecure (``stack.exposure``)."""
+    wide: list[str] = []
+    for item in LISTENERS:
+        host, _ = item.address(settings.env)
+        if item.service == "collector" and item.purpose.startswith("OTLP/"):
+            try:
+                exposure.check_otlp(settings.env, host)
+            except exposure.ExposureError as exc:
+                raise StackError(f"{item.addr_var}: {exc}") from None
+        elif not exposure.is_loopback(host):
+            wide.append(
+                f"  {item.service} {item.purpose}: {host} ({item.host_var or item.addr_var})"
+            )
+    if wide:
+        raise StackError(
+            "admin endpoints stay on loopback (reach them through an SSH tunnel or a proxy; "
+            "docs/security.md):\n" + "\n".join(wide)
+        )
 
 
 def validate(settings: StackSettings, svcs: Iterable[Service]) -> None:
@@ -252,6 +279,11 @@ def up(settings: StackSettings) -> None:
             "run `make stack-down` first"
         )
     render_configs(settings)
+    try:
+        for note in exposure.prepare_secrets(settings.env):
+            say(note)
+    except exposure.ExposureError as exc:
+        raise StackError(str(exc)) from None
     validate(settings, svcs)
     check_ports(settings)
     conf = write_supervisor_conf(settings, svcs)
@@ -288,6 +320,38 @@ def start_service(settings: StackSettings, name: str) -> None:
     """Start one stopped service and wait until it is ready."""
     _rpc(settings).supervisor.startProcess(name, True)
     wait_ready(settings, [s for s in services(settings) if s.name == name])
+
+
+RELOAD_METRICS = {
+    "prometheus": ("web/API", "prometheus_config_last_reload_success_timestamp_seconds"),
+    "alertmanager": ("web/API", "alertmanager_config_last_reload_success_timestamp_seconds"),
+}
+"""Where each service that reloads on SIGHUP tells when it last reloaded successfully."""
+
+
+def _last_reload(settings: StackSettings, name: str) -> float:
+    purpose, metric = RELOAD_METRICS[name]
+    with urllib.request.urlopen(settings.url(name, purpose, "/metrics"), timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(metric + " "):
+                return float(line.split()[1])
+    raise StackError(f"{name}: no {metric} in its /metrics")
+
+
+def reload(settings: StackSettings, name: str, timeout_s: float = 30) -> None:
+    """Re-read ``name``'s config by SIGHUP (no lifecycle endpoint needed) and wait until it
+    reports a successful reload; a config it rejects fails here, naming its log."""
+    before = _last_reload(settings, name)
+    time.sleep(max(0.0, before + 1.05 - time.time()))  # the timestamp has 1 s resolution
+    _rpc(settings).supervisor.signalProcess(name, "HUP")
+    deadline = time.monotonic() + timeout_s
+    while _last_reload(settings, name) <= before:
+        if time.monotonic() > deadline:
+            raise StackError(
+                f"{name} did not reload within {timeout_s:.0f}s; see {settings.log_file(name)}:\n"
+                + _tail(settings.log_file(name))
+            )
+        time.sleep(0.2)
 
 
 def restart_service(settings: StackSettings, name: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from stack import exposure
 from stack.build import debian_binary, go_binaries
 from stack.settings import LOOPBACK, StackSettings, listener
 
@@ -39,7 +40,13 @@ def services(settings: StackSettings) -> list[Service]:
     repo, state = settings.repo, settings.state_dir
     go = go_binaries()
     collector = str(go["collector"].path)
-    collector_config = str(repo / "collector" / "config.yaml")
+    # The shared pipeline, then OTLP auth/TLS from the settings (stack.exposure).
+    collector_configs = (
+        "--config",
+        str(repo / "collector" / "config.yaml"),
+        "--config",
+        str(settings.collector_overlay),
+    )
     jaeger = str(go["jaeger"].path)
     jaeger_config = str(repo / "jaeger" / "config.yaml")
     loki = str(go["loki"].path)
@@ -73,7 +80,12 @@ def services(settings: StackSettings) -> list[Service]:
                 f"--web.external-url={external_url(settings, 'prometheus')}",  # alert links
                 "--web.route-prefix=/",  # a proxy path in the URL moves no local endpoint
                 "--enable-feature=exemplar-storage",
-                "--web.enable-lifecycle",
+                # /-/reload and /-/quit only when asked; reload is SIGHUP (control.reload).
+                *(
+                    ["--web.enable-lifecycle"]
+                    if exposure.flag(settings.env, exposure.LIFECYCLE_ENV)
+                    else []
+                ),
                 "--web.enable-remote-write-receiver",  # the Collector pushes engine metrics
             ),
             settings.url("prometheus", "web/API", "/-/ready"),
@@ -101,9 +113,9 @@ def services(settings: StackSettings) -> list[Service]:
         ),
         Service(
             "collector",
-            (collector, "--config", collector_config),
+            (collector, *collector_configs),
             settings.url("collector", "health_check", "/"),
-            (collector, "validate", "--config", collector_config),
+            (collector, "validate", *collector_configs),
             30,
         ),
     ]

@@ -2,7 +2,8 @@
 environment every service and config template is given.
 
 Every listener binds to 127.0.0.1 on its standard port unless the environment
-variable that the shared config files read says otherwise.
+variable that the shared config files read says otherwise; only the OTLP receivers may
+leave loopback (``VOICEOBS_STACK_OTLP_BIND``, rules in ``stack.exposure``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from stack import exposure
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,6 +120,11 @@ class StackSettings:
         return self.state_dir / "prometheus" / "prometheus.yml"
 
     @property
+    def collector_overlay(self) -> Path:
+        """OTLP auth/TLS merged over collector/config.yaml (``stack.exposure``)."""
+        return self.state_dir / "collector" / "otlp.yaml"
+
+    @property
     def alertmanager_config(self) -> Path:
         return self.repo / "alertmanager" / "alertmanager.yml"
 
@@ -132,6 +140,18 @@ def load(environ: Mapping[str, str] | None = None, repo: Path = REPO_ROOT) -> St
 
     env = dict(base)
     env[STATE_DIR_ENV] = str(state_dir)
+    # OTLP intake: its own bind; token and certificates from <secrets>/otlp/ (stack.exposure).
+    otlp_host = exposure.otlp_bind(base)
+    otlp_host = f"[{otlp_host}]" if ":" in otlp_host else otlp_host
+    for purpose, var in (
+        ("gRPC", "COLLECTOR_OTLP_GRPC_ENDPOINT"),
+        ("HTTP", "COLLECTOR_OTLP_HTTP_ENDPOINT"),
+    ):
+        env.setdefault(var, f"{otlp_host}:{listener('collector', f'OTLP/{purpose} receiver').port}")
+    secrets_dir = Path(base.get(exposure.SECRETS_DIR_ENV) or state_dir / "secrets").resolve()
+    env[exposure.SECRETS_DIR_ENV] = str(secrets_dir)
+    for var, path in exposure.secret_paths(secrets_dir).items():
+        env.setdefault(var, path)
     # Data directories the shared configs read (the Docker stack uses volumes).
     env.setdefault("COLLECTOR_STORAGE_DIR", str(state_dir / "collector" / "file_storage"))
     env.setdefault("JAEGER_BADGER_DIR", str(state_dir / "jaeger" / "badger"))

@@ -26,6 +26,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.collector_env import private_collector_env
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.stack
 
@@ -92,8 +94,15 @@ def prometheus_with_demo_data(tmp_path_factory: pytest.TempPathFactory) -> Itera
 
     tmp = tmp_path_factory.mktemp("rules-live")
     (tmp / "rules").symlink_to(ROOT / "prometheus" / "rules")
-    p = {name: _port() for name in ("prom", "grpc", "http", "self", "health", "pprof", "zpages",
-                                    "scrape", "engine")}  # fmt: skip
+    p = {name: _port() for name in ("prom", "engine")}
+    prom_url = f"http://127.0.0.1:{p['prom']}"
+    collector_env, collector_ports = private_collector_env(
+        tmp,
+        traces="127.0.0.1:9",  # traces and logs have nowhere to go here
+        logs="http://127.0.0.1:9/otlp",
+        remote_write=f"{prom_url}/api/v1/write",
+    )
+    p.update(collector_ports)
     config = {
         "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
         "rule_files": ["rules/*.yml"],
@@ -102,24 +111,6 @@ def prometheus_with_demo_data(tmp_path_factory: pytest.TempPathFactory) -> Itera
         ],
     }
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    prom_url = f"http://127.0.0.1:{p['prom']}"
-    # This Collector is built from nothing but PATH: every address it uses is this test's
-    # own, and a machine's stack settings (VOICEOBS_STACK_*, COLLECTOR_*) must not move it.
-    collector_env = {
-        "PATH": os.environ["PATH"],
-        "COLLECTOR_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{p['grpc']}",
-        "COLLECTOR_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{p['http']}",
-        "COLLECTOR_PROMETHEUS_ENDPOINT": f"127.0.0.1:{p['scrape']}",
-        "COLLECTOR_TELEMETRY_HOST": "127.0.0.1",
-        "COLLECTOR_TELEMETRY_PORT": str(p["self"]),
-        "COLLECTOR_HEALTH_ENDPOINT": f"127.0.0.1:{p['health']}",
-        "COLLECTOR_PPROF_ENDPOINT": f"127.0.0.1:{p['pprof']}",
-        "COLLECTOR_ZPAGES_ENDPOINT": f"127.0.0.1:{p['zpages']}",
-        "COLLECTOR_STORAGE_DIR": str(tmp / "queue"),
-        "JAEGER_OTLP_ENDPOINT": "127.0.0.1:9",  # traces and logs have nowhere to go here
-        "LOKI_OTLP_ENDPOINT": "http://127.0.0.1:9/otlp",
-        "PROMETHEUS_REMOTE_WRITE_ENDPOINT": f"{prom_url}/api/v1/write",
-    }
     logs = {name: (tmp / f"{name}.log").open("w") for name in ("prometheus", "collector", "demo")}
     procs = [
         subprocess.Popen(

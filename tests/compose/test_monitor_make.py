@@ -28,8 +28,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.monitoring.yml"
 BIND = "${VOICEOBS_STACK_BIND:-127.0.0.1}"
+OTLP_BIND = "${VOICEOBS_STACK_OTLP_BIND:-127.0.0.1}"
 DC = (
-    "VOICEOBS_STACK_BIND=127.0.0.1 VOICEOBS_STACK_SECRETS_DIR=.state/secrets "
+    "VOICEOBS_STACK_BIND=127.0.0.1 VOICEOBS_STACK_OTLP_BIND=127.0.0.1 "
+    "VOICEOBS_STACK_PROMETHEUS_LIFECYCLE=--no-web.enable-lifecycle "
+    "VOICEOBS_STACK_SECRETS_DIR=.state/secrets "
     "docker compose -p voiceobs-monitoring -f compose.monitoring.yml"
 )
 ALL = "--profile tempo --profile probes --profile host"
@@ -46,12 +49,18 @@ RENDER = [
     "rm -f .state/docker/prometheus/scrape.d/*.yml",
     "python3 stack/alertmanager_docker.py alertmanager/alertmanager.yml "
     ".state/docker/alertmanager/alertmanager.yml",
+    "python3 stack/exposure.py docker .state/docker/collector/otlp.yaml",
 ]
 SECRETS = (
     "mkdir -p .state/secrets/alertmanager && chmod 700 .state/secrets && "
     "chmod 755 .state/secrets/alertmanager && { test -s .state/secrets/grafana_admin_password "
     "|| head -c 24 /dev/urandom | base64 > .state/secrets/grafana_admin_password; } && "
-    "chmod 644 .state/secrets/grafana_admin_password"
+    "chmod 644 .state/secrets/grafana_admin_password && "
+    "mkdir -p .state/secrets/otlp && chmod 755 .state/secrets/otlp"
+)
+TOKEN = (
+    " && { test -s .state/secrets/otlp/token || head -c 24 /dev/urandom | od -An -tx1 | "
+    "tr -dc 0-9a-f > .state/secrets/otlp/token; } && chmod 644 .state/secrets/otlp/token"
 )
 SYNC = [
     f"ssh {REMOTE} 'mkdir -p voiceobs'",
@@ -60,17 +69,13 @@ SYNC = [
     f".state/docker {REMOTE}:voiceobs/",
 ]
 GRAFANA_AUTH = (
-    '-u "${GRAFANA_ADMIN_USER:-admin}:${GRAFANA_ADMIN_PASSWORD:-'
-    '$(cat .state/secrets/grafana_admin_password)}"'
+    'printf "user = %s:%s\\n" "${GRAFANA_ADMIN_USER:-admin}" "${GRAFANA_ADMIN_PASSWORD:-'
+    '$(cat .state/secrets/grafana_admin_password)}" | curl -fsS -X POST -K -'
 )
 RELOAD = [
-    "curl -fsS -X POST http://127.0.0.1:9090/-/reload",
-    "curl -fsS -X POST http://127.0.0.1:9093/-/reload",
-    f"{DC} kill -s HUP collector",
-    f"curl -fsS -X POST {GRAFANA_AUTH} "
-    "http://127.0.0.1:3000/api/admin/provisioning/dashboards/reload",
-    f"curl -fsS -X POST {GRAFANA_AUTH} "
-    "http://127.0.0.1:3000/api/admin/provisioning/datasources/reload",
+    f"{DC} kill -s HUP prometheus alertmanager collector",
+    f"{GRAFANA_AUTH} http://127.0.0.1:3000/api/admin/provisioning/dashboards/reload",
+    f"{GRAFANA_AUTH} http://127.0.0.1:3000/api/admin/provisioning/datasources/reload",
 ]
 
 
@@ -183,6 +188,43 @@ def test_dry_run_prints_no_secret_values(tmp_path: Path) -> None:
     assert all("GRAFANA_ADMIN_PASSWORD:-" in line for line in lines if "3000" in line)
 
 
+def test_no_secret_reaches_a_command_line() -> None:
+    """The Grafana password goes to curl on stdin (printf is a shell builtin), never as an
+    argument a `ps` on the server would show; reloads need no lifecycle endpoint."""
+    for line in _dry_run("monitor-reload"):
+        for command in line.split("|"):
+            if command.strip().startswith("curl"):
+                assert " -u " not in command and "PASSWORD" not in command, command
+        assert "/-/reload" not in line and "/-/quit" not in line
+
+
+def test_bearer_auth_creates_an_otlp_token_where_the_stack_runs() -> None:
+    assert _dry_run("monitor-up", "VOICEOBS_STACK_OTLP_AUTH=bearer")[len(RENDER)] == SECRETS + TOKEN
+    assert _dry_run("monitor-up", "VOICEOBS_STACK_OTLP_AUTH=bearer", f"REMOTE={REMOTE}")[
+        len(RENDER) + len(SYNC)
+    ] == _remote(SECRETS + TOKEN)
+
+
+def test_lifecycle_endpoints_only_when_asked() -> None:
+    on = _dry_run("monitor-up", "VOICEOBS_STACK_ENABLE_LIFECYCLE=true")[-1]
+    assert "VOICEOBS_STACK_PROMETHEUS_LIFECYCLE=--web.enable-lifecycle " in on
+    command = _compose()["services"]["prometheus"]["command"]
+    assert "${VOICEOBS_STACK_PROMETHEUS_LIFECYCLE:---no-web.enable-lifecycle}" in command
+    assert "--web.enable-lifecycle" not in command
+
+
+def test_otlp_beyond_loopback_without_token_and_tls_stops_monitor_up(tmp_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "VOICEOBS_STACK_OTLP_BIND": "0.0.0.0"}
+    result = subprocess.run(
+        ["make", "-s", "--no-print-directory", "-f", _make_file(), "monitor-render",
+         f"MONITOR_STATE={tmp_path}"],
+        cwd=ROOT, capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "VOICEOBS_STACK_OTLP_AUTH=bearer and VOICEOBS_STACK_OTLP_TLS=true" in result.stderr
+    assert not (tmp_path / "collector" / "otlp.yaml").exists()
+
+
 # --- compose.monitoring.yml ----------------------------------------------------------------
 
 
@@ -202,13 +244,36 @@ def test_every_image_is_pinned_to_a_version() -> None:
         assert tag != "latest" and re.search(r"\d+\.\d+", tag), f"{name}: {image} is not pinned"
 
 
-def test_every_published_port_binds_to_the_bind_variable() -> None:
+def test_only_grafana_and_otlp_follow_a_bind_variable_admin_ports_stay_on_loopback() -> None:
     published = 0
     for name, service in _compose()["services"].items():
         for port in service.get("ports", []):
-            assert isinstance(port, str) and port.startswith(f"{BIND}:"), f"{name}: {port}"
+            assert isinstance(port, str), f"{name}: {port}"
+            host = {"grafana": BIND, "collector": OTLP_BIND}.get(name, "127.0.0.1")
+            assert port.startswith(f"{host}:"), f"{name}: {port}"
             published += 1
     assert published >= 6
+    assert _compose()["services"]["collector"]["ports"] == [
+        f"{OTLP_BIND}:4317:4317",
+        f"{OTLP_BIND}:4318:4318",
+    ]
+
+
+def test_collector_gets_the_otlp_overlay_and_its_secret_files() -> None:
+    collector = _compose()["services"]["collector"]
+    assert collector["command"] == [
+        "--config=/etc/otelcol/config.yaml",
+        "--config=/etc/voiceobs/collector/otlp.yaml",
+    ]
+    assert "./.state/docker/collector:/etc/voiceobs/collector:ro" in collector["volumes"]
+    assert (
+        "${VOICEOBS_STACK_SECRETS_DIR:-./.state/secrets}/otlp:/etc/voiceobs/otlp:ro"
+        in (collector["volumes"])
+    )
+    env = collector["environment"]
+    assert env["COLLECTOR_OTLP_TOKEN_FILE"] == "/etc/voiceobs/otlp/token"
+    assert env["COLLECTOR_OTLP_TLS_CERT_FILE"] == "/etc/voiceobs/otlp/tls.crt"
+    assert env["COLLECTOR_OTLP_TLS_KEY_FILE"] == "/etc/voiceobs/otlp/tls.key"
 
 
 def test_every_long_running_service_has_a_health_check_restart_and_memory_limit() -> None:
@@ -259,11 +324,10 @@ def test_grafana_gets_its_provisioning_and_datasource_urls() -> None:
         assert grafana["environment"][var].startswith("http://"), var
 
 
-def test_prometheus_receives_remote_write_keeps_exemplars_and_reloads() -> None:
+def test_prometheus_receives_remote_write_and_keeps_exemplars() -> None:
     command = _compose()["services"]["prometheus"]["command"]
     assert "--enable-feature=exemplar-storage" in command
     assert "--web.enable-remote-write-receiver" in command  # engine metrics are pushed
-    assert "--web.enable-lifecycle" in command
 
 
 def test_collector_pushes_to_prometheus_and_reaches_backends_by_service_name() -> None:

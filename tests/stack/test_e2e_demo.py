@@ -30,6 +30,7 @@ from typing import Any, ClassVar, TypeVar
 
 import pytest
 
+from stack import control
 from stack.settings import StackSettings
 from tests.grafana.dashboard_queries import iter_panel_queries
 
@@ -331,12 +332,11 @@ def quick_latency_alert(stack: StackSettings) -> Iterator[None]:
     alerts.write_text(head + sep + tail)
     link.unlink()
     link.symlink_to(copy, target_is_directory=True)
-    reload = stack.url("prometheus", "web/API", "/-/reload")
-    urllib.request.urlopen(urllib.request.Request(reload, method="POST"), timeout=10).close()
+    control.reload(stack, "prometheus")  # SIGHUP: the lifecycle endpoints are off
     yield
     link.unlink()
     link.symlink_to(source, target_is_directory=True)
-    urllib.request.urlopen(urllib.request.Request(reload, method="POST"), timeout=10).close()
+    control.reload(stack, "prometheus")
 
 
 def test_slow_turns_page_through_alertmanager_to_the_webhook(

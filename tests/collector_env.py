@@ -1,0 +1,45 @@
+"""A private Collector's environment for tests that run our built Collector on their own:
+every listener of collector/config.yaml on a free port, built from nothing but PATH, so that
+neither a running stack's ports nor a machine's stack settings (VOICEOBS_STACK_*,
+COLLECTOR_*) can move it. One place to extend when the shared config reads a new address."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+LISTENERS = ("grpc", "http", "scrape", "self", "health", "pprof", "zpages")
+"""The ports it gets: OTLP gRPC/HTTP, the Prometheus exporter, its own telemetry, health
+check, pprof and zpages."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def private_collector_env(
+    state: Path, *, traces: str, logs: str, remote_write: str
+) -> tuple[dict[str, str], dict[str, int]]:
+    """The environment and the ports (keyed as ``LISTENERS``); ``traces`` is the Jaeger and
+    Tempo OTLP/gRPC address, ``logs`` Loki's OTLP URL, ``remote_write`` Prometheus' URL."""
+    ports = {name: free_port() for name in LISTENERS}
+    env = {
+        "PATH": os.environ["PATH"],
+        "COLLECTOR_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports['grpc']}",
+        "COLLECTOR_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{ports['http']}",
+        "COLLECTOR_PROMETHEUS_ENDPOINT": f"127.0.0.1:{ports['scrape']}",
+        "COLLECTOR_TELEMETRY_HOST": "127.0.0.1",
+        "COLLECTOR_TELEMETRY_PORT": str(ports["self"]),
+        "COLLECTOR_HEALTH_ENDPOINT": f"127.0.0.1:{ports['health']}",
+        "COLLECTOR_PPROF_ENDPOINT": f"127.0.0.1:{ports['pprof']}",
+        "COLLECTOR_ZPAGES_ENDPOINT": f"127.0.0.1:{ports['zpages']}",
+        "COLLECTOR_STORAGE_DIR": str(state / "queue"),
+        "JAEGER_OTLP_ENDPOINT": traces,
+        "TEMPO_OTLP_ENDPOINT": traces,
+        "LOKI_OTLP_ENDPOINT": logs,
+        "PROMETHEUS_REMOTE_WRITE_ENDPOINT": remote_write,
+    }
+    return env, ports
