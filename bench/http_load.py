@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.collector import HarnessError, PrivateCollector, deltas
-from bench.cpu import tree_cpu
+from bench.cpu import process_cpu, tree_cpu
 from bench.engine_load import REPO_ROOT, clean_env, dropped
 from bench.figures import Figure, Goal
 from bench.tools import vegeta, wrk
@@ -38,10 +38,11 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 @dataclass
 class Usage:
-    """CPU seconds taken so far by the server (and its children), the load clients this process
-    started and waited for, and the Collector."""
+    """CPU seconds taken so far by the server (and its children), by the server's process
+    alone, the load clients this process started and waited for, and the Collector."""
 
     server: float
+    engine: float
     clients: float
     collector: float
     at: float
@@ -51,6 +52,7 @@ def _usage(server_pid: int, collector: PrivateCollector) -> Usage:
     clients = resource.getrusage(resource.RUSAGE_CHILDREN)
     return Usage(
         tree_cpu(server_pid),
+        process_cpu(server_pid),
         clients.ru_utime + clients.ru_stime,
         collector.cpu_seconds(),
         time.monotonic(),
@@ -181,6 +183,9 @@ def run_mode(mode: str, seconds: float, collector: PrivateCollector) -> dict[str
             "server_cpu_per_request_us": 1e6
             * (after.server - middle.server)
             / max(1.0, fixed["requests"]),
+            "engine_cpu_per_request_us": 1e6
+            * (after.engine - middle.engine)
+            / max(1.0, fixed["requests"]),
             "saturated_cpu_per_request_us": 1e6
             * (middle.server - before.server)
             / max(1.0, saturated["requests"]),
@@ -243,6 +248,14 @@ def figures_for(runs: dict[str, dict[str, Any]]) -> list[Figure]:
             run["server_cpu_per_request_us"],
             "µs",
             **({} if not base else {**base, "baseline": plain["server_cpu_per_request_us"]}),
+            note="" if kept_up else f"the server did not keep up with {RATE} req/s",
+        )
+        add(
+            f"{mode}-rate-engine-cpu-per-request",
+            f"server process CPU per request at {RATE} req/s (its own process only), {label}",
+            run["engine_cpu_per_request_us"],
+            "µs",
+            **({} if not base else {**base, "baseline": plain["engine_cpu_per_request_us"]}),
             goal=Goal("<=", 1.15) if ours else None,
             note="" if kept_up else f"the server did not keep up with {RATE} req/s",
         )
