@@ -145,9 +145,26 @@ def _paced(total: int, per_step: int, step: Callable[[int], None]) -> None:
         step(first)
 
 
-def send_spans(sender: AckingSender, load: Load, total: int) -> None:
+def _send_batches(
+    sender: AckingSender,
+    load: Load,
+    total: int,
+    export: Callable[..., Any],
+    build: Callable[[range, int], Any],
+    counter: str,
+) -> None:
+    """Send ``total`` items in requests of BATCH, built by ``build(seqs, now_ns)``."""
+
     def step(first: int) -> None:
-        now = time.time_ns()
+        seqs = range(first, min(first + BATCH, total))
+        load.rejected += sender.send(export, build(seqs, time.time_ns()))
+        setattr(load, counter, getattr(load, counter) + len(seqs))
+
+    _paced(total, BATCH, step)
+
+
+def send_spans(sender: AckingSender, load: Load, total: int) -> None:
+    def build(seqs: range, now: int) -> trace_service_pb2.ExportTraceServiceRequest:
         spans = [
             trace_pb2.Span(
                 trace_id=load.run + (seq // SPANS_PER_TRACE).to_bytes(8, "big"),
@@ -157,25 +174,18 @@ def send_spans(sender: AckingSender, load: Load, total: int) -> None:
                 start_time_unix_nano=now,
                 end_time_unix_nano=now + 1_000_000,
             )
-            for seq in range(first, min(first + BATCH, total))
+            for seq in seqs
         ]
-        request = trace_service_pb2.ExportTraceServiceRequest(
-            resource_spans=[
-                trace_pb2.ResourceSpans(
-                    resource=load.resource(),
-                    scope_spans=[trace_pb2.ScopeSpans(spans=spans)],
-                )
-            ]
+        scope = trace_pb2.ScopeSpans(spans=spans)
+        return trace_service_pb2.ExportTraceServiceRequest(
+            resource_spans=[trace_pb2.ResourceSpans(resource=load.resource(), scope_spans=[scope])]
         )
-        load.rejected += sender.send(sender.traces.Export, request)
-        load.spans += len(spans)
 
-    _paced(total, BATCH, step)
+    _send_batches(sender, load, total, sender.traces.Export, build, "spans")
 
 
 def send_logs(sender: AckingSender, load: Load, total: int) -> None:
-    def step(first: int) -> None:
-        now = time.time_ns()
+    def build(seqs: range, now: int) -> logs_service_pb2.ExportLogsServiceRequest:
         records = [
             logs_pb2.LogRecord(
                 time_unix_nano=now,
@@ -184,20 +194,14 @@ def send_logs(sender: AckingSender, load: Load, total: int) -> None:
                 severity_text="INFO",
                 body=common_pb2.AnyValue(string_value=f"fault log {seq}"),
             )
-            for seq in range(first, min(first + BATCH, total))
+            for seq in seqs
         ]
-        request = logs_service_pb2.ExportLogsServiceRequest(
-            resource_logs=[
-                logs_pb2.ResourceLogs(
-                    resource=load.resource(),
-                    scope_logs=[logs_pb2.ScopeLogs(log_records=records)],
-                )
-            ]
+        scope = logs_pb2.ScopeLogs(log_records=records)
+        return logs_service_pb2.ExportLogsServiceRequest(
+            resource_logs=[logs_pb2.ResourceLogs(resource=load.resource(), scope_logs=[scope])]
         )
-        load.rejected += sender.send(sender.logs.Export, request)
-        load.logs += len(records)
 
-    _paced(total, BATCH, step)
+    _send_batches(sender, load, total, sender.logs.Export, build, "logs")
 
 
 def send_metrics(sender: AckingSender, load: Load, total: int) -> None:
