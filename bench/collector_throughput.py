@@ -212,7 +212,7 @@ def measure(seconds: float) -> list[Figure]:
             collector_cpu = 100 * (c.cpu_seconds() - cpu) / wall
             client = 100 * (time.process_time() - client_cpu) / wall
             rss = c.rss_mib()
-            deadline = time.monotonic() + 15  # the batch processor and exporter drain
+            deadline = time.monotonic() + 15  # the exporters drain
             while True:
                 seen = deltas(before, c.counts())
                 drained = all(

@@ -189,8 +189,9 @@ library has when it runs.
   401-500 of one call against its turns 1-100, and the Python memory (`tracemalloc`) still
   held per call after 400 calls of 3 turns came and went.
 - **Collector throughput** (`bench/collector_throughput.py`): one Collector with the stack's
-  own `collector/config.yaml` (memory_limiter, filter, resource, scrub, redaction, transform,
-  batch) whose exporters `bench/collector-throughput.yaml` swaps for one that keeps nothing,
+  own `collector/config.yaml` (memory_limiter, filter, resource, scrub, redaction, transform)
+  whose exporters `bench/collector-throughput.yaml` swaps for one that keeps nothing (so no
+  disk queue),
   takes 20 000 spans/s and 20 000 log records/s over OTLP/HTTP from pre-encoded batches of
   500 voiceobs-shaped turn spans and call logs (a phone number in each for the redaction
   rules); every item sent must be accepted and exported (none refused, none rejected).

@@ -25,7 +25,9 @@ TIMEOUT_ENV = "VOICEOBS_STACK_TIMEOUT"
 
 # Retention, shared with the Docker stack: VOICEOBS_STACK_METRICS_RETENTION (15d),
 # VOICEOBS_STACK_METRICS_RETENTION_SIZE (5GB), VOICEOBS_STACK_TRACE_RETENTION (-> JAEGER_TRACE_TTL,
-# 168h) and VOICEOBS_STACK_LOG_RETENTION (-> LOKI_RETENTION, 168h).
+# 168h) and VOICEOBS_STACK_LOG_RETENTION (-> LOKI_RETENTION, 168h). The Collector's queue
+# bound: VOICEOBS_STACK_QUEUE_MAX_BYTES (-> COLLECTOR_QUEUE_MAX_BYTES, 2 GiB per exporter),
+# and VOICEOBS_STACK_QUEUE_FSYNC (-> COLLECTOR_STORAGE_FSYNC, false) to survive power loss.
 
 LOOPBACK = "127.0.0.1"
 
@@ -161,6 +163,11 @@ def load(environ: Mapping[str, str] | None = None, repo: Path = REPO_ROOT) -> St
         env.setdefault("JAEGER_TRACE_TTL", base["VOICEOBS_STACK_TRACE_RETENTION"])
     if base.get("VOICEOBS_STACK_LOG_RETENTION"):
         env.setdefault("LOKI_RETENTION", base["VOICEOBS_STACK_LOG_RETENTION"])
+    # Bound of each Collector exporter's disk queue (bytes), the same knob as on Docker.
+    if base.get("VOICEOBS_STACK_QUEUE_MAX_BYTES"):
+        env.setdefault("COLLECTOR_QUEUE_MAX_BYTES", base["VOICEOBS_STACK_QUEUE_MAX_BYTES"])
+    if base.get("VOICEOBS_STACK_QUEUE_FSYNC"):
+        env.setdefault("COLLECTOR_STORAGE_FSYNC", base["VOICEOBS_STACK_QUEUE_FSYNC"])
     env.setdefault("VOICEOBS_STACK_METRICS_RETENTION", "15d")
     env.setdefault("VOICEOBS_STACK_METRICS_RETENTION_SIZE", "5GB")
     # Where the Collector sends, following the backends' listeners.

@@ -45,6 +45,9 @@ EXTERNAL_METRICS = {
     "otelcol_exporter_sent_spans",
     "otelcol_exporter_sent_metric_points",
     "otelcol_exporter_sent_log_records",
+    "otelcol_exporter_enqueue_failed_spans",
+    "otelcol_exporter_enqueue_failed_metric_points",
+    "otelcol_exporter_enqueue_failed_log_records",
     "otelcol_exporter_queue_size",
     "otelcol_exporter_queue_capacity",
     # One series per pushing worker, written by the Collector's remote-write exporter

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,3 +54,27 @@ def stack(stack_settings: StackSettings) -> Iterator[StackSettings]:
         pytest.fail(f"stack-up failed: {exc}", pytrace=False)
     yield stack_settings
     control.down(stack_settings)
+
+
+FIGURES = pytest.StashKey[list[str]]()
+"""Lines the fault tests report (sent vs stored), shown at the end of the run."""
+
+
+@pytest.fixture
+def report(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Print a figure and keep it for the run's summary (pytest captures prints)."""
+    lines = request.config.stash.setdefault(FIGURES, [])
+
+    def say(line: str) -> None:
+        print(line)
+        lines.append(line)
+
+    return say
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    lines = config.stash.get(FIGURES, [])
+    if lines:
+        terminalreporter.section("faults: sent vs stored")
+        for line in lines:
+            terminalreporter.write_line(line)
