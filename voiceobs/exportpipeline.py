@@ -158,7 +158,25 @@ def otlp_exporter(signal: str, settings: VoiceobsSettings) -> Any:
     exporter = getattr(
         importlib.import_module(f"opentelemetry.exporter.otlp.proto.{transport}.{module}"), name
     )
-    return exporter(**_otlp_kwargs(signal, settings))
+    kwargs = _otlp_kwargs(signal, settings)
+    if transport == "http" and _keeps_its_ca(signal):
+        from voiceobs.httpsession import CaKeepingSession
+
+        kwargs["session"] = CaKeepingSession()
+    return exporter(**kwargs)
+
+
+def _keeps_its_ca(signal: str) -> bool:
+    """Whether the HTTP exporter needs a session that keeps its CA: one is set, and no
+    credential provider of the user's supplies the session."""
+    upper = signal.upper()
+    ca = os.environ.get(f"OTEL_EXPORTER_OTLP_{upper}_CERTIFICATE") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_CERTIFICATE"
+    )
+    provider = os.environ.get(
+        f"OTEL_PYTHON_EXPORTER_OTLP_HTTP_{upper}_CREDENTIAL_PROVIDER"
+    ) or os.environ.get("OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER")
+    return bool(ca) and not provider
 
 
 EXPORTER_VARIABLES = {

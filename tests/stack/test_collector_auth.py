@@ -159,9 +159,8 @@ def _send(
 ) -> SpanExportResult:
     """One span through the library's OTLP exporter, configured only by OTEL_* variables.
 
-    ``requests`` lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override the CA the HTTP exporter
-    sets on its session (psf/requests#4726), so they are unset unless ``ca_bundle`` is given:
-    see test_http_sender_loses_its_otlp_ca_to_requests_ca_bundle."""
+    REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE are unset unless ``ca_bundle`` is given: see
+    test_http_sender_keeps_its_otlp_ca_when_requests_ca_bundle_is_set."""
     with monkeypatch.context() as env:
         env.delenv("CURL_CA_BUNDLE", raising=False)
         if ca_bundle is None:
@@ -223,24 +222,32 @@ def test_a_plaintext_sender_is_refused_by_the_tls_receiver(
     assert c.accepted_spans() == before
 
 
-def test_http_sender_loses_its_otlp_ca_to_requests_ca_bundle(
+def test_http_sender_keeps_its_otlp_ca_when_requests_ca_bundle_is_set(
     secured_collector: Collector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A known gap, pinned so that its fix shows: with REQUESTS_CA_BUNDLE set (common on
-    hosts with a corporate or Nix CA bundle), the SDK's OTLP/HTTP exporter (1.45) verifies
-    against that bundle instead of OTEL_EXPORTER_OTLP_CERTIFICATE, and a private CA fails.
-    gRPC is not affected. Until voiceobs passes the certificate per request, engines using
-    http/protobuf with a private CA must unset it or add the CA to that bundle
-    (docs/security.md)."""
+    """With REQUESTS_CA_BUNDLE set (common on hosts with a corporate or Nix CA bundle),
+    ``requests`` replaces the CA the SDK's OTLP/HTTP exporter put on its session
+    (psf/requests#4726); voiceobs gives that exporter a session that keeps
+    OTEL_EXPORTER_OTLP_CERTIFICATE, so a private CA still verifies, as it does on gRPC."""
     c = secured_collector
-    url = f"https://{c.http}"
     bundle = "/etc/ssl/certs/ca-certificates.crt"
-    if not Path(bundle).is_file():
-        pytest.skip(f"no system CA bundle at {bundle}")
-    result = _send(monkeypatch, "http/protobuf", url, token=TOKEN, ca=c.ca, ca_bundle=bundle)
-    assert result == SpanExportResult.FAILURE
+    assert Path(bundle).is_file(), f"the system CA bundle {bundle} (Debian ca-certificates)"
+    before = c.accepted_spans()
+    http = _send(
+        monkeypatch, "http/protobuf", f"https://{c.http}", token=TOKEN, ca=c.ca, ca_bundle=bundle
+    )
     grpc = _send(monkeypatch, "grpc", f"https://{c.grpc}", token=TOKEN, ca=c.ca, ca_bundle=bundle)
-    assert grpc == SpanExportResult.SUCCESS
+    assert (http, grpc) == (SpanExportResult.SUCCESS, SpanExportResult.SUCCESS)
+    wrong = _send(
+        monkeypatch,
+        "http/protobuf",
+        f"https://{c.http}",
+        token=TOKEN,
+        ca=c.wrong_ca,
+        ca_bundle=bundle,
+    )
+    assert wrong == SpanExportResult.FAILURE  # the kept CA is the one checked, not the bundle
+    assert c.accepted_spans() - before == 2
 
 
 ENGINE = """
