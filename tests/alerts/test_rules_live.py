@@ -105,6 +105,8 @@ def prometheus_with_demo_data(tmp_path_factory: pytest.TempPathFactory) -> Itera
     p.update(collector_ports)
     config = {
         "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
+        # as the stacks' Prometheus: the Collector's remote-write WAL may resend older samples
+        "storage": {"tsdb": {"out_of_order_time_window": "2h"}},
         "rule_files": ["rules/*.yml"],
         "scrape_configs": [
             {"job_name": "otelcol", "static_configs": [{"targets": [f"127.0.0.1:{p['self']}"]}]}
@@ -140,8 +142,12 @@ def prometheus_with_demo_data(tmp_path_factory: pytest.TempPathFactory) -> Itera
             env=demo_env, cwd=ROOT, stdout=logs["demo"], stderr=subprocess.STDOUT, timeout=150,
         )  # fmt: skip
         assert demo.returncode == 0, (tmp / "demo.log").read_text()[-2000:]
-        # two evaluation rounds after the last push
-        time.sleep(6)
+        # The last push reaches Prometheus through the Collector's disk queue and remote
+        # write; then the rules need evaluations (every 2 s): wait for a recorded series of
+        # this run, then two more rounds.
+        recorded = f'job_pipeline:voice_turn_latency_seconds:p95_rate5m{{job="{SERVICE}"}}'
+        _wait(lambda: _query(prom_url, recorded), 60)
+        time.sleep(4)
         yield prom_url
     finally:
         for proc in procs:
@@ -192,8 +198,10 @@ def test_recorded_series_carry_only_contract_labels(prometheus_with_demo_data: s
 
 
 def test_slow_demo_turns_put_turn_latency_alert_pending(prometheus_with_demo_data: str) -> None:
-    alerts = _query(
-        prometheus_with_demo_data, f'ALERTS{{alertname="TurnLatencyP95High", job="{SERVICE}"}}'
-    )
+    selector = f'ALERTS{{alertname="TurnLatencyP95High", job="{SERVICE}"}}'
+    # The last points go through the Collector's disk queue and remote write, then a recording
+    # rule and the alert rule each need an evaluation: a bounded wait, not a fixed sleep.
+    _wait(lambda: _query(prometheus_with_demo_data, selector), 60)
+    alerts = _query(prometheus_with_demo_data, selector)
     assert alerts, "the --slow demo's P95 is above 0.8 s: the alert should be pending"
     assert {a["metric"]["alertstate"] for a in alerts} <= {"pending", "firing"}
