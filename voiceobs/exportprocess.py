@@ -24,7 +24,6 @@ from opentelemetry import metrics
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.sdk._logs import (
     ReadWriteLogRecord,
-    SynchronousMultiLogRecordProcessor,
 )
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
@@ -130,7 +129,7 @@ class ExportSide:
             if wanted
         }
         self.spans = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
-        self.logs = SynchronousMultiLogRecordProcessor()  # type: ignore[no-untyped-call]
+        self.logs: list[BatchLogRecordProcessor] = []  # one per log exporter
         with sdk_self_metrics():
             self.meter_provider, _ = init_metrics(
                 settings,
@@ -154,7 +153,7 @@ class ExportSide:
                 log_exporter: LogRecordExporter = GuardedLogExporter(inner_log, self._failed)
                 if redactor.active:
                     log_exporter = RedactingLogExporter(log_exporter, redactor)
-                self.logs.add_log_record_processor(
+                self.logs.append(
                     BatchLogRecordProcessor(log_exporter, meter_provider=self.meter_provider)
                 )
             self.engine_metrics = EngineMetricsExport(
@@ -182,7 +181,9 @@ class ExportSide:
         if isinstance(record, ForeignSpan):
             self.spans.on_end(rebuild_span(record, self.resource))
         elif isinstance(record, LogLine):
-            self.logs.on_emit(rebuild_log(record, self.resource))
+            line = rebuild_log(record, self.resource)
+            for processor in self.logs:
+                processor.on_emit(line)
         elif isinstance(record, EngineMetrics):
             self.engine_metrics.add(record)
         else:
@@ -200,7 +201,8 @@ class ExportSide:
         """Export everything now; True if nothing failed to export since the last flush."""
         before = self.failed_exports
         timeout_ms = int(self.settings.shutdown_timeout_s * 1000)
-        done = bool(self.spans.force_flush(timeout_ms)) and bool(self.logs.force_flush(timeout_ms))
+        done = bool(self.spans.force_flush(timeout_ms))
+        done = all([bool(logs.force_flush(timeout_ms)) for logs in self.logs]) and done
         done = self.engine_metrics.flush(self.settings.shutdown_timeout_s) and done
         self.count_failures()
         metrics = self.meter_provider is None or self.meter_provider.force_flush(timeout_ms)
@@ -210,7 +212,8 @@ class ExportSide:
     def shutdown(self) -> None:
         self.engine_metrics.shutdown(self.settings.shutdown_timeout_s)
         self.spans.shutdown()
-        self.logs.shutdown()
+        for logs in self.logs:
+            logs.shutdown()  # type: ignore[no-untyped-call]
         if self.meter_provider is not None:
             self.meter_provider.shutdown(timeout_millis=self.settings.shutdown_timeout_s * 1000)
 
