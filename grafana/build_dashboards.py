@@ -1659,6 +1659,17 @@ def pipeline() -> Json:
                         "[$__rate_interval]))",
                         "dropped, queue full {{exporter}}",
                     ),
+                    *(
+                        [
+                            prom(
+                                "sum(rate(otelcol_processor_filter_datapoints_filtered"
+                                '{filter="filter/older_than_prometheus_window"}[$__rate_interval]))',
+                                "dropped, older than Prometheus' out-of-order window",
+                            )
+                        ]
+                        if signal == "metric_points"
+                        else []
+                    ),
                 ],
                 "short",
                 w=8,

@@ -76,6 +76,7 @@ LISTENERS: tuple[Listener, ...] = (
     Listener("collector", "health_check", "COLLECTOR_HEALTH_ENDPOINT", 13133),
     Listener("collector", "pprof", "COLLECTOR_PPROF_ENDPOINT", 1777),
     Listener("collector", "zpages", "COLLECTOR_ZPAGES_ENDPOINT", 55679),
+    Listener("collector", "remote-write stage", "COLLECTOR_REMOTE_WRITE_STAGE_ENDPOINT", 4319),
     Listener("jaeger", "OTLP/gRPC receiver", "JAEGER_OTLP_GRPC_ENDPOINT", 14317),
     Listener("jaeger", "OTLP/HTTP receiver", "JAEGER_OTLP_HTTP_ENDPOINT", 14318),
     Listener("jaeger", "query HTTP API", "JAEGER_QUERY_HTTP_ENDPOINT", 16686),

@@ -9,9 +9,9 @@ import os
 import socket
 from pathlib import Path
 
-LISTENERS = ("grpc", "http", "scrape", "self", "health", "pprof", "zpages")
+LISTENERS = ("grpc", "http", "scrape", "self", "health", "pprof", "zpages", "stage")
 """The ports it gets: OTLP gRPC/HTTP, the Prometheus exporter, its own telemetry, health
-check, pprof and zpages."""
+check, pprof, zpages and the metrics' remote-write stage."""
 
 
 def free_port() -> int:
@@ -36,6 +36,7 @@ def private_collector_env(
         "COLLECTOR_HEALTH_ENDPOINT": f"127.0.0.1:{ports['health']}",
         "COLLECTOR_PPROF_ENDPOINT": f"127.0.0.1:{ports['pprof']}",
         "COLLECTOR_ZPAGES_ENDPOINT": f"127.0.0.1:{ports['zpages']}",
+        "COLLECTOR_REMOTE_WRITE_STAGE_ENDPOINT": f"127.0.0.1:{ports['stage']}",
         "COLLECTOR_STORAGE_DIR": str(state / "queue"),
         "JAEGER_OTLP_ENDPOINT": traces,
         "TEMPO_OTLP_ENDPOINT": traces,

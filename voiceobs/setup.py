@@ -281,7 +281,7 @@ def _close(provider: Any, deadline: float) -> bool:
     if isinstance(provider, MeterProvider):
         # Its shutdown exports a last collection; a flush first would collect twice within a
         # millisecond, and Prometheus refuses a gauge's two values at one timestamp (which
-        # would stall a remote-write WAL behind that refusal).
+        # would drop the whole batch that carries it).
         provider.shutdown(timeout_millis=_left(deadline) * 1000)
         return True
     try:

@@ -50,6 +50,7 @@ EXTERNAL_METRICS = {
     "otelcol_exporter_enqueue_failed_log_records",
     "otelcol_exporter_queue_size",
     "otelcol_exporter_queue_capacity",
+    "otelcol_processor_filter_datapoints_filtered",
     # One series per pushing worker, written by the Collector's remote-write exporter
     # (target_info: enabled): the only per-service series every OTLP sender has.
     "target_info",
@@ -63,7 +64,10 @@ CONTRACT_METRICS = (
 )
 CONTRACT_LABELS = {label for spec in semconv.VOICE_METRICS for label in spec.labels}
 # job/instance from Prometheus, le of histograms, and the labels of the external metrics.
-EXTRA_LABELS = {"job", "instance", "le", "exporter", "receiver", "error_type", "integration"}
+EXTRA_LABELS = {
+    "job", "instance", "le", "exporter", "receiver", "error_type", "error_permanent", "filter",
+    "integration",
+}  # fmt: skip
 
 PROMQL_WORDS = {
     "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right",

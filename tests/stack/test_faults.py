@@ -401,15 +401,20 @@ def check_metrics(stack: StackSettings, load: Load, say: Say) -> None:
     assert stored == want
 
 
-def collector_queue_bytes(stack: StackSettings, exporter: str) -> float:
-    """otelcol_exporter_queue_size of one exporter, read from the Collector itself."""
+def collector_metric(
+    stack: StackSettings, name: str, component: str, label: str = "exporter"
+) -> float:
+    """One component's value of a Collector self-metric, summed over its series (failures
+    come by error type); 0 while there is none. Read from the Collector itself; ``label``
+    is the label that names the component."""
     url = stack.url("collector", "own telemetry", "/metrics")
     with urllib.request.urlopen(url, timeout=5) as resp:
         text = resp.read().decode()
-    for line in text.splitlines():
-        if line.startswith("otelcol_exporter_queue_size{") and f'exporter="{exporter}"' in line:
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(f"{name}{{") and f'{label}="{component}"' in line
+    )
 
 
 # --- the faults ------------------------------------------------------------------------
@@ -455,7 +460,7 @@ def test_collector_sigkilled_mid_load_loses_nothing_acknowledged(
 OUTAGES = {
     "jaeger": ("spans", check_spans, "otlp_grpc/jaeger"),
     "loki": ("logs", check_logs, "otlp_http/loki"),
-    "prometheus": ("metrics", check_metrics, None),
+    "prometheus": ("metrics", check_metrics, "otlp_grpc/remote_write_stage"),
 }
 
 
@@ -471,8 +476,8 @@ def test_backend_down_for_a_minute_under_load_loses_nothing(
     try:
         time.sleep(OUTAGE_S)
         if exporter:  # bytes waiting on disk after a minute: what the queue bound buys
-            queued = collector_queue_bytes(stack, exporter)
-            sent = getattr(running.load, signal_name)
+            queued = collector_metric(stack, "otelcol_exporter_queue_size", exporter)
+            sent = getattr(running.load, "points" if signal_name == "metrics" else signal_name)
             report(
                 f"[faults] {exporter} queue after {OUTAGE_S:.0f} s of outage: {queued:.0f} bytes"
                 f" for ~{OUTAGE_S * RATE:.0f} items ({queued / max(OUTAGE_S * RATE, 1):.0f}"
@@ -483,3 +488,88 @@ def test_backend_down_for_a_minute_under_load_loses_nothing(
     running.join()
     report(f"[faults] {backend} down {OUTAGE_S:.0f} s under load")
     check(stack, running.load, report)
+
+
+def one_counter_point(load: Load, name: str, at_ns: int, value: int = 1) -> Any:
+    """A request with one cumulative counter point of ``name`` at ``at_ns``."""
+    point = metrics_pb2.NumberDataPoint(
+        start_time_unix_nano=at_ns - 10**9, time_unix_nano=at_ns, as_int=value
+    )
+    counter = metrics_pb2.Sum(
+        data_points=[point],
+        aggregation_temporality=metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE,
+        is_monotonic=True,
+    )
+    metric = metrics_pb2.Metric(name=name, sum=counter)
+    scope = metrics_pb2.ScopeMetrics(metrics=[metric])
+    return metrics_service_pb2.ExportMetricsServiceRequest(
+        resource_metrics=[
+            metrics_pb2.ResourceMetrics(resource=load.resource(), scope_metrics=[scope])
+        ]
+    )
+
+
+def collector_counts(
+    stack: StackSettings, name: str, label: str, values: tuple[str, ...]
+) -> dict[str, float]:
+    return {value: collector_metric(stack, name, value, label) for value in values}
+
+
+def test_points_prometheus_refuses_are_dropped_counted_and_metrics_flow_on(
+    stack: StackSettings, report: Say
+) -> None:
+    """Nothing Prometheus refuses may hold the metrics path: a conflicting duplicate (400) is
+    dropped and counted by both stages; a point older than Prometheus' out-of-order window
+    (which 2.42 refuses with a 500, retried without end) is dropped and counted before remote
+    write; the queue empties and the next metrics are stored."""
+    sender = AckingSender(listener("collector", "OTLP/gRPC receiver").hostport(stack.env))
+    load = Load(service=f"faults-{uuid.uuid4().hex[:8]}")
+    failed = "otelcol_exporter_send_failed_metric_points"
+    stages = ("prometheus_remote_write", "otlp_grpc/remote_write_stage")
+    filtered = "otelcol_processor_filter_datapoints_filtered"
+    too_old_filter = ("filter/older_than_prometheus_window",)
+    failed_before = collector_counts(stack, failed, "exporter", stages)
+    filtered_before = collector_counts(stack, filtered, "filter", too_old_filter)
+
+    def send(name: str, at_ns: int, value: int = 1) -> None:
+        assert sender.send(sender.metrics.Export, one_counter_point(load, name, at_ns, value)) == 0
+
+    def stored(query: str) -> int:
+        return prometheus_value(stack, query.replace("JOB", f'job="{load.service}"'))
+
+    at = time.time_ns()
+    send("faults.conflict", at, 1)
+    assert wait_until_stored("first value", lambda: stored("faults_conflict_total{JOB}"), 1) == 1
+    send("faults.conflict", at, 2)  # the same timestamp, another value: refused for good (400)
+    three_hours_ago = time.time_ns() - 3 * 3600 * 10**9
+    send("faults.too_old", three_hours_ago)
+
+    def counted() -> bool:
+        now_failed = collector_counts(stack, failed, "exporter", stages)
+        now_filtered = collector_counts(stack, filtered, "filter", too_old_filter)
+        return all(now_failed[e] > failed_before[e] for e in stages) and all(
+            now_filtered[p] > filtered_before[p] for p in too_old_filter
+        )
+
+    assert wait_until_stored("refusals", counted, True), (
+        f"not counted: {collector_counts(stack, failed, 'exporter', stages)} (before "
+        f"{failed_before}), {collector_counts(stack, filtered, 'filter', too_old_filter)}"
+        f" (before {filtered_before})"
+    )
+    now_failed = collector_counts(stack, failed, "exporter", stages)
+    now_filtered = collector_counts(stack, filtered, "filter", too_old_filter)
+    report(
+        "[faults] a conflicting duplicate, refused by Prometheus (400): failed points "
+        f"{ {e: v - failed_before[e] for e, v in now_failed.items()} }; a 3 h old point, "
+        f"filtered before remote write: { {p: v - filtered_before[p] for p, v in now_filtered.items()} }"
+    )
+
+    send("faults.after_refusal", time.time_ns())
+    sender.close()
+    after = wait_until_stored("after refusal", lambda: stored("faults_after_refusal_total{JOB}"), 1)
+    report(f"[faults] the next point after the refusals: sent 1, stored {after}")
+    assert after == 1
+    assert stored("faults_conflict_total{JOB}") == 1  # the first value stands
+    assert stored("count(faults_too_old_total{JOB})") == 0
+    queued = collector_metric(stack, "otelcol_exporter_queue_size", "otlp_grpc/remote_write_stage")
+    assert queued == 0, f"{queued} bytes still queued in front of remote write"
