@@ -20,10 +20,10 @@ help: ## List the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[demo,dev]'
+	$(PY) -m pip install -q -e '.[demo,dev,pipecat,livekit]'
 	touch $@
 
-venv: $(STAMP) ## Create .venv with voiceobs and its dev/demo extras
+venv: $(STAMP) ## Create .venv with voiceobs and its dev/demo/framework-adapter extras
 
 demo: $(STAMP) ## Main job: native stack up, demo engine streams calls into it, correlation report
 	$(PY) -m stack up
@@ -45,6 +45,8 @@ test-unit: $(STAMP) ## Only the tests that need no backend
 bench: $(STAMP) ## Benchmark suite (engine load, Collector outage, HTTP, hot path, Collector throughput) → docs/performance.md; BENCH_ARGS=--short for CI's ~5 min form
 	$(PY) -m bench $(BENCH_ARGS)
 
+# test-deps installs the framework adapters' extras too; livekit-agents pins OpenTelemetry 1.45.x,
+# so the lowest end (OpenTelemetry 1.43) leaves it and tests/test_integration_livekit.py out.
 test-deps: $(STAMP) ## Unit suite at the lowest and the highest dependency versions allowed (~9 min)
 	$(PY) scripts/dependency_range.py
 
