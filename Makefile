@@ -10,6 +10,8 @@ STAMP := $(VENV)/.installed
 
 # The demo's traffic: bounded in calls and seconds (voiceobs demo --help for every option).
 DEMO_ARGS ?= --calls 120 --duration 90 --rate 2 --concurrency 10
+# The same calls' shape through a real Pipecat pipeline of fake services (the Pipecat adapter).
+PIPECAT_DEMO_ARGS ?= --calls 20 --duration 30 --rate 2 --concurrency 5 --prefix pipecat
 OTLP_ENDPOINT ?= http://127.0.0.1:4317
 # The benchmark suite's options (.venv/bin/python -m bench -h): CI passes --short.
 BENCH_ARGS ?=
@@ -28,6 +30,7 @@ venv: $(STAMP) ## Create .venv with voiceobs and its dev/demo/framework-adapter 
 demo: $(STAMP) ## Main job: native stack up, demo engine streams calls into it, correlation report
 	$(PY) -m stack up
 	OTEL_EXPORTER_OTLP_ENDPOINT=$(OTLP_ENDPOINT) $(VENV)/bin/voiceobs demo $(DEMO_ARGS)
+	OTEL_EXPORTER_OTLP_ENDPOINT=$(OTLP_ENDPOINT) $(VENV)/bin/voiceobs demo --engine pipecat $(PIPECAT_DEMO_ARGS)
 	$(VENV)/bin/voiceobs report
 	@echo "The stack keeps running: Prometheus http://127.0.0.1:9090, Jaeger http://127.0.0.1:16686," \
 	  "Loki http://127.0.0.1:3100. Stop it with: make stack-down"

@@ -1,6 +1,7 @@
 """Small offline fakes for a real LiveKit ``AgentSession``: a scripted user (VAD and streaming
 STT on one timeline from the first audio frame), an LLM that answers each transcript, a
-streaming TTS that speaks for a set time, and audio I/O that plays out in real time.
+streaming TTS that speaks for a set time, and audio I/O that plays out in real time. Each
+names the provider and model it stands in for, so the example rate card prices the calls.
 (livekit-agents' own fakes live in its repository's tests, not in its wheel.)"""
 
 from __future__ import annotations
@@ -118,11 +119,11 @@ class FakeSTT(STT):
 
     @property
     def model(self) -> str:
-        return "fake-stt-1"
+        return "nova-3"
 
     @property
     def provider(self) -> str:
-        return "fakestt"
+        return "deepgram"
 
     async def _recognize_impl(self, buffer: Any, *, language: Any, conn_options: Any) -> Any:
         raise NotImplementedError("the fake STT only streams")
@@ -159,11 +160,11 @@ class FakeLLM(LLM):
 
     @property
     def model(self) -> str:
-        return "fake-llm-1"
+        return "gpt-4o-mini"
 
     @property
     def provider(self) -> str:
-        return "fakeai"
+        return "openai"
 
     def chat(self, *, chat_ctx: ChatContext, tools: Any = None, **_: Any) -> LLMStream:
         conn = _.get("conn_options", DEFAULT_API_CONNECT_OPTIONS)
@@ -201,11 +202,11 @@ class FakeTTS(TTS):
 
     @property
     def model(self) -> str:
-        return "fake-tts-1"
+        return "sonic-2"
 
     @property
     def provider(self) -> str:
-        return "faketts"
+        return "cartesia"
 
     def synthesize(
         self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS

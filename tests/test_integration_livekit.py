@@ -131,8 +131,8 @@ def test_component_metrics_join_their_turn_by_speech_id(
     telemetry: Telemetry, metrics: dict[str, Metric]
 ) -> None:
     for llm in _spans(telemetry, sc.SPAN_LLM):
-        assert llm.attributes[sc.GEN_AI_PROVIDER] == "fakeai"
-        assert llm.attributes[sc.GEN_AI_REQUEST_MODEL] == "fake-llm-1"
+        assert llm.attributes[sc.GEN_AI_PROVIDER] == "openai"
+        assert llm.attributes[sc.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
         assert llm.attributes[sc.GEN_AI_INPUT_TOKENS] == PROMPT_TOKENS
         assert llm.attributes[sc.GEN_AI_OUTPUT_TOKENS] == COMPLETION_TOKENS
         assert LLM_TTFT_S <= llm.attributes[sc.STAGE_TTFC] < LLM_TTFT_S + 0.5
@@ -141,11 +141,11 @@ def test_component_metrics_join_their_turn_by_speech_id(
         len(r.text) + 1
         for r in REPLIES.values()  # the LLM's chunks end in a space
     ]
-    assert {s.attributes[sc.GEN_AI_PROVIDER] for s in tts} == {"faketts"}
+    assert {s.attributes[sc.GEN_AI_PROVIDER] for s in tts} == {"cartesia"}
     stt = _spans(telemetry, sc.SPAN_STT)
     assert {
         (s.attributes[sc.GEN_AI_PROVIDER], s.attributes[sc.GEN_AI_REQUEST_MODEL]) for s in stt
-    } == {("fakestt", "fake-stt-1")}
+    } == {("deepgram", "nova-3")}
     (tokens,) = [
         p for p in _points(metrics, sc.LLM_TOKENS.name) if p.attributes[sc.L_TYPE] == "input"
     ]
@@ -190,7 +190,7 @@ def test_a_recoverable_error_is_a_stream_restart_and_close_ends_the_call(
     assert restarts.value == 1
     assert dict(restarts.attributes) == {
         sc.L_PIPELINE: "livekit",
-        sc.L_PROVIDER: "fakeai",
+        sc.L_PROVIDER: "openai",
         sc.L_COMPONENT: "llm",
         sc.L_REASON: "ConnectionError",
     }

@@ -1,9 +1,10 @@
 """A Pipecat pipeline of fake services, offline: the user, STT, LLM, TTS and the output
 transport answer each other with the frames the real ones push, with small real delays.
 
-Used by the adapter's tests, ``voiceobs demo --engine pipecat``'s tests and the bench. The
-services subclass Pipecat's own ``STTService`` / ``LLMService`` / ``TTSService``, so provider
-and model come from where the adapter reads them on a real service.
+Used by ``voiceobs demo --engine pipecat``, the adapter's tests and the bench. The services
+subclass Pipecat's own ``STTService`` / ``LLMService`` / ``TTSService``, so the adapter reads
+the model where it does on a real service (``settings.model``); each names the provider it
+stands in for (``provider``), so the example rate card prices the demo's calls.
 """
 
 from __future__ import annotations
@@ -85,8 +86,10 @@ class FakeUser(FrameProcessor):
 class FakeSTTService(STTService):
     """Finalises each interim transcript; reports the audio it heard."""
 
+    provider = "deepgram"
+
     def __init__(self) -> None:
-        super().__init__(settings=STTSettings(model="fake-stt-1", language=None))
+        super().__init__(settings=STTSettings(model="nova-3", language=None))
 
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame | None, None]:
         yield None
@@ -105,10 +108,12 @@ class FakeLLMService(LLMService):
     """Answers each final transcript (as Pipecat's user aggregator hands the LLM the context
     once the turn and its transcript are in)."""
 
+    provider = "openai"
+
     def __init__(self) -> None:
         super().__init__(
             settings=LLMSettings(
-                model="fake-llm-1",
+                model="gpt-4o-mini",
                 system_instruction=None,
                 temperature=None,
                 max_tokens=None,
@@ -129,7 +134,7 @@ class FakeLLMService(LLMService):
             await self._answer(frame.text)
 
     async def _answer(self, heard: str) -> None:
-        model = "fake-llm-1"
+        model = "gpt-4o-mini"
         await self.push_frame(LLMFullResponseStartFrame())
         await asyncio.sleep(LLM_TTFB_S)
         ttfb = TTFBMetricsData(processor=self.name, model=model, value=LLM_TTFB_S)
@@ -151,8 +156,10 @@ class FakeTTSService(TTSService):
     """Speaks each LLM response: started, a few audio chunks, stopped. A response ending in
     ``...`` keeps speaking until an interruption stops it."""
 
+    provider = "cartesia"
+
     def __init__(self) -> None:
-        super().__init__(settings=TTSSettings(model="fake-tts-1", voice="fake", language=None))
+        super().__init__(settings=TTSSettings(model="sonic-2", voice="fake", language=None))
         self._text: list[str] = []
 
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
@@ -174,11 +181,11 @@ class FakeTTSService(TTSService):
     async def _speak(self, text: str) -> None:
         await self.push_frame(TTSStartedFrame())
         await asyncio.sleep(TTS_TTFB_S)
-        ttfb = TTFBMetricsData(processor=self.name, model="fake-tts-1", value=TTS_TTFB_S)
+        ttfb = TTFBMetricsData(processor=self.name, model="sonic-2", value=TTS_TTFB_S)
         await self.push_frame(MetricsFrame(data=[ttfb]))
         for _ in range(3):
             await self.push_frame(TTSAudioRawFrame(b"\x00\x00" * 160, 16000, 1))
-        usage = TTSUsageMetricsData(processor=self.name, model="fake-tts-1", value=len(text))
+        usage = TTSUsageMetricsData(processor=self.name, model="sonic-2", value=len(text))
         await self.push_frame(MetricsFrame(data=[usage]))
         if not text.endswith("..."):
             self._text.clear()

@@ -46,9 +46,14 @@ class Guard:
 
 
 def provider_of(component: object, framework_package: str) -> str:
-    """A service's provider: the package under ``<framework>.services`` or ``plugins`` it
-    comes from (``pipecat.services.openai.llm`` → ``openai``), else its class name without
-    the usual suffixes (``DeepgramSTTService`` → ``deepgram``)."""
+    """A service's provider: its own ``provider`` attribute when it names one (LiveKit's
+    components do; a wrapper service of your own may), else the package under
+    ``<framework>.services`` or ``plugins`` it comes from (``pipecat.services.openai.llm`` →
+    ``openai``), else its class name without the usual suffixes (``DeepgramSTTService`` →
+    ``deepgram``)."""
+    named = getattr(component, "provider", None)
+    if isinstance(named, str) and named and named != "unknown":
+        return named
     cls = type(component)
     parts = cls.__module__.split(".")
     if len(parts) > 2 and parts[0] == framework_package and parts[1] in ("services", "plugins"):

@@ -82,9 +82,7 @@ def _metadata(metadata: Any, fallback: object | None) -> tuple[str, str]:
         metadata.get("model_name") if isinstance(metadata, dict) else None
     )
     if not provider and fallback is not None:
-        provider = getattr(fallback, "provider", None)
-        if not provider or provider == "unknown":
-            provider = provider_of(fallback, "livekit")
+        provider = provider_of(fallback, "livekit")
     if not model and fallback is not None:
         model = getattr(fallback, "model", None)
     return (
