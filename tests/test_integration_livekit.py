@@ -12,8 +12,14 @@ from typing import Any
 
 import pytest
 from livekit.agents import Agent, AgentSession
-from livekit.agents.llm import LLMError
-from livekit.agents.voice.events import ErrorEvent
+from livekit.agents.llm import ChatMessage, LLMError
+from livekit.agents.tts import TTSError
+from livekit.agents.voice.events import (
+    CloseEvent,
+    CloseReason,
+    ConversationItemAddedEvent,
+    ErrorEvent,
+)
 from opentelemetry.sdk.metrics.export import Metric
 from opentelemetry.sdk.trace import ReadableSpan
 
@@ -37,6 +43,7 @@ from tests.livekit_fakes import (
 from voiceobs import semconv as sc
 from voiceobs.integrations.livekit import attach
 
+T0 = 1_800_000_000.0
 SCRIPT = [
     Speech(0.1, 0.5, "Hello"),
     Speech(1.6, 2.0, "Tell me a story"),
@@ -217,5 +224,29 @@ def test_livekits_own_metrics_do_not_double_count_ours() -> None:
         names = set(t.metrics())
         assert "engine.requests" in names
         assert not names & {"lk.agents.usage.llm_input_tokens", "gen_ai.client.token.usage"}
+    finally:
+        t.obs.shutdown()
+
+
+async def test_an_unrecoverable_error_fails_a_request_and_closing_on_it_fails_the_call() -> None:
+    t = make_telemetry()
+    try:
+        session: AgentSession[Any] = AgentSession(tts=FakeTTS(REPLIES))
+        attach(t.obs, session, call_id="lk-room-2", pipeline="livekit")
+        user = ChatMessage(role="user", content=["Hello"], metrics={"started_speaking_at": T0})
+        session.emit("conversation_item_added", ConversationItemAddedEvent(item=user))
+        error = TTSError(timestamp=T0 + 1, label="fake", error=TimeoutError(), recoverable=False)
+        session.emit("error", ErrorEvent(error=error, source=session.tts, created_at=T0 + 1))
+        session.emit(
+            "close",
+            CloseEvent(reason=CloseReason.ERROR, error=error, created_at=T0 + 2),
+        )
+        tts = t.span(sc.SPAN_TTS)
+        assert tts.attributes[sc.ERROR_TYPE] == "error"
+        assert tts.attributes[sc.GEN_AI_PROVIDER] == "cartesia"
+        call = t.span(sc.SPAN_CALL)
+        assert call.attributes[sc.CALL_STATUS] == "failed"
+        assert call.attributes[sc.CALL_FAILURE_REASON] == "tts_error"
+        assert call.end_time == int((T0 + 2) * 1e9)
     finally:
         t.obs.shutdown()

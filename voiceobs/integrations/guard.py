@@ -30,6 +30,10 @@ class Guard:
         self._signal = signal
         self._logged = False
 
+    def dropped(self, reason: str) -> None:
+        """Count an event the adapter had to leave out (``reason`` names why)."""
+        self._transport.count_dropped(self._signal, reason)
+
     def failed(self, what: str) -> None:
         """Call from an ``except Exception`` block: the event ``what`` was not mapped."""
         self._transport.count_dropped(self._signal, "internal_error")

@@ -20,8 +20,8 @@ What it reads:
   ``STTMetrics`` add the audio heard to the STT stage. A reply whose component metrics never
   came gets its stages from the message's ``llm_node_ttft`` and ``tts_node_ttfb``.
 - ``error``: a recoverable ``ErrorEvent`` is a stream restart of its component; one that is
-  not fails the component's open stage. ``close`` ends the call (failed when it closed on
-  an error).
+  not is a failed request of that component in the newest turn. ``close`` ends the call
+  (failed when it closed on an error).
 
 Every moment is LiveKit's own Unix timestamp given with ``at=``. A failure in here never
 reaches the session: it is counted in
@@ -267,8 +267,11 @@ class LiveKitCall:
             state = self._turn_of.get(speech_id)
             if state is not None:
                 self._component(state, metrics)
-            elif speech_id in self._created_at and len(self._early) < _MOST_EARLY:
-                self._early.setdefault(speech_id, []).append(metrics)
+            elif speech_id in self._created_at:
+                if len(self._early) < _MOST_EARLY or speech_id in self._early:
+                    self._early.setdefault(speech_id, []).append(metrics)
+                else:
+                    self._guard.dropped("unmatched_reply")
         elif isinstance(metrics, EOUMetrics):
             self._answering = metrics.speech_id
         elif isinstance(metrics, STTMetrics):
@@ -327,14 +330,15 @@ class LiveKitCall:
         )
         if kind is None:
             return
-        provider, _ = _metadata(None, source)
+        provider, model = _metadata(None, source)
+        at = event.created_at
         if getattr(error, "recoverable", False):
             reason = type(getattr(error, "error", error)).__name__
-            self.call.stream_restart(provider, kind, reason, at=event.created_at)
-        elif self._open:
-            stage = self._open[-1].stt if kind == "stt" else None
-            if stage is not None and stage.end_ns is None:
-                stage.fail("error")
+            self.call.stream_restart(provider, kind, reason, at=at)
+        elif self._open:  # the request failed: no metrics will come for it
+            stage = self._open[-1].turn.stage(kind, provider, model, at=at)
+            stage.fail("error")
+            stage.end(at=at)
 
     def _on_close(self, event: CloseEvent) -> None:
         self._close_turns()
