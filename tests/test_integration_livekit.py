@@ -250,3 +250,15 @@ async def test_an_unrecoverable_error_fails_a_request_and_closing_on_it_fails_th
         assert call.end_time == int((T0 + 2) * 1e9)
     finally:
         t.obs.shutdown()
+
+
+async def test_disabled_voiceobs_listens_to_nothing() -> None:
+    t = make_telemetry(enabled=False)
+    try:
+        session: AgentSession[Any] = AgentSession()
+        reported = attach(t.obs, session, call_id="lk-room-3")
+        user = ChatMessage(role="user", content=["Hello"], metrics={"started_speaking_at": T0})
+        session.emit("conversation_item_added", ConversationItemAddedEvent(item=user))
+        assert reported._open == [], "a disabled call's stand-in reached the mapping"
+    finally:
+        t.obs.shutdown()

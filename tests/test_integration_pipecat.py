@@ -13,7 +13,7 @@ from pipecat.frames.frames import Frame, VADUserStoppedSpeakingFrame
 from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.tests.utils import SleepFrame, run_test
 
-from tests.conftest import Telemetry
+from tests.conftest import Telemetry, make_telemetry
 from voiceobs import semconv as sc
 from voiceobs.demo.pipecat_bot import (
     LLM_TOKENS,
@@ -160,3 +160,13 @@ def test_provider_is_the_service_package_or_class_name() -> None:
         provider = "elevenlabs"
 
     assert provider_of(WrappedService(), "pipecat") == "elevenlabs"
+
+
+async def test_disabled_voiceobs_ignores_every_frame(caplog: pytest.LogCaptureFixture) -> None:
+    t = make_telemetry(enabled=False)
+    try:
+        await run_call(t, (UserSays(text="Hello."), SleepFrame(0.2)))
+        failures = [r for r in caplog.records if r.name == "voiceobs.integrations"]
+        assert failures == [], "a disabled call's stand-in reached the mapping"
+    finally:
+        t.obs.shutdown()

@@ -128,6 +128,8 @@ class LiveKitCall:
         self._stt_audio_s = 0.0
         """STT audio reported before the turn it belongs to."""
         self._handlers = {name: self._guarded(name) for name in _EVENTS}
+        if not obs.settings.enabled:  # VOICEOBS_ENABLED=false: listen to nothing
+            self._handlers.clear()
         for name, handler in self._handlers.items():
             session.on(name, handler)
 

@@ -174,6 +174,8 @@ class VoiceobsObserver(BaseObserver):
             parent=parent,
         )
         self._guard = Guard(obs.transport, _SIGNAL)
+        self._enabled = obs.settings.enabled
+        """Disabled (``VOICEOBS_ENABLED=false``): every frame is ignored at once."""
         self._zero_ns: int | None = None
         """Unix nanoseconds at the pipeline clock's zero."""
         self._turn: _TurnState | None = None
@@ -185,6 +187,8 @@ class VoiceobsObserver(BaseObserver):
 
     # --- Pipecat's side ------------------------------------------------------------------
     async def on_push_frame(self, data: FramePushed) -> None:
+        if not self._enabled:
+            return
         frame = data.frame
         try:
             handler = self._handler_of[type(frame)]
