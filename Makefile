@@ -49,7 +49,8 @@ bench: $(STAMP) ## Benchmark suite (engine load, Collector outage, HTTP, hot pat
 	$(PY) -m bench $(BENCH_ARGS)
 
 # test-deps installs the framework adapters' extras too; livekit-agents pins OpenTelemetry 1.45.x,
-# so the lowest end (OpenTelemetry 1.43) leaves it and tests/test_integration_livekit.py out.
+# so the lowest end (OpenTelemetry 1.43) leaves it out with its tests (test_integration_livekit.py
+# and the LiveKit example of docs/integrations.md).
 test-deps: $(STAMP) ## Unit suite at the lowest and the highest dependency versions allowed (~9 min)
 	$(PY) scripts/dependency_range.py
 
