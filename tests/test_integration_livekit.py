@@ -13,12 +13,16 @@ from typing import Any
 import pytest
 from livekit.agents import Agent, AgentSession
 from livekit.agents.llm import ChatMessage, LLMError
+from livekit.agents.metrics import EOUMetrics
 from livekit.agents.tts import TTSError
+from livekit.agents.voice import SpeechHandle
 from livekit.agents.voice.events import (
     CloseEvent,
     CloseReason,
     ConversationItemAddedEvent,
     ErrorEvent,
+    MetricsCollectedEvent,
+    SpeechCreatedEvent,
 )
 from opentelemetry.sdk.metrics.export import Metric
 from opentelemetry.sdk.trace import ReadableSpan
@@ -260,5 +264,43 @@ async def test_disabled_voiceobs_listens_to_nothing() -> None:
         user = ChatMessage(role="user", content=["Hello"], metrics={"started_speaking_at": T0})
         session.emit("conversation_item_added", ConversationItemAddedEvent(item=user))
         assert reported._open == [], "a disabled call's stand-in reached the mapping"
+    finally:
+        t.obs.shutdown()
+
+
+async def test_a_reply_done_after_the_next_user_turn_stays_in_its_own_turn() -> None:
+    t = make_telemetry()
+    try:
+        session: AgentSession[Any] = AgentSession()
+        attach(t.obs, session, call_id="lk-room-4")
+        reply = SpeechHandle.create()
+        session.emit(
+            "speech_created",
+            SpeechCreatedEvent(user_initiated=False, source="generate_reply", speech_handle=reply),
+        )
+        eou = EOUMetrics(
+            timestamp=T0 + 1,
+            end_of_utterance_delay=0.2,
+            transcription_delay=0.1,
+            on_user_turn_completed_delay=0.0,
+            speech_id=reply.id,
+        )
+        session.emit("metrics_collected", MetricsCollectedEvent(metrics=eou))
+        for start in (T0, T0 + 3):  # the second turn starts before the first reply is done
+            said = {"started_speaking_at": start, "stopped_speaking_at": start + 0.5}
+            user = ChatMessage(role="user", content=["Hi"], metrics=said)
+            session.emit("conversation_item_added", ConversationItemAddedEvent(item=user))
+        spoken = {"started_speaking_at": T0 + 1.0, "stopped_speaking_at": T0 + 3.1}
+        reply._item_added(
+            [ChatMessage(role="assistant", content=["Hello"], interrupted=True, metrics=spoken)]
+        )
+        reply._mark_done()
+        await asyncio.sleep(0.05)
+        session.emit("close", CloseEvent(reason=CloseReason.USER_INITIATED, created_at=T0 + 4))
+        first, second = _spans(t, sc.SPAN_TURN)  # and no third one for the late reply
+        assert first.attributes[sc.TURN_INTERRUPTED] is True
+        assert first.attributes[sc.TURN_LATENCY] == pytest.approx(0.5, abs=1e-6)
+        assert first.end_time == int((T0 + 3.1) * 1e9)  # when the reply stopped, not before
+        assert second.attributes[sc.TURN_INTERRUPTED] is False
     finally:
         t.obs.shutdown()

@@ -94,7 +94,7 @@ def _metadata(metadata: Any, fallback: object | None) -> tuple[str, str]:
 class _TurnState:
     """A turn, the stages made for it so far, and the latest moment known of it."""
 
-    __slots__ = ("last_s", "llm_seen", "stt", "tts_seen", "turn")
+    __slots__ = ("last_s", "llm_seen", "replies", "stt", "tts_seen", "turn")
 
     def __init__(self, turn: Turn, start_s: float) -> None:
         self.turn = turn
@@ -102,6 +102,8 @@ class _TurnState:
         self.llm_seen = False
         self.tts_seen = False
         self.last_s = start_s
+        self.replies = 0
+        """Replies bound to this turn and not done yet: it stays open for them."""
 
     def saw(self, at: float) -> None:
         self.last_s = max(self.last_s, at)
@@ -117,7 +119,7 @@ class LiveKitCall:
         self._guard = Guard(obs.transport, _SIGNAL)
         self._open: list[_TurnState] = []
         self._turn_of: dict[str, _TurnState] = {}
-        """Replies (by speech id) whose turn is known."""
+        """Replies (by speech id) whose turn is known, until they are done."""
         self._created_at: dict[str, float] = {}
         """Replies not done yet, and when each was created."""
         self._early: dict[str, list[LLMMetrics | TTSMetrics]] = {}
@@ -189,17 +191,26 @@ class LiveKitCall:
     def _bind(self, speech_id: str, state: _TurnState) -> None:
         """The reply ``speech_id`` answers ``state``'s turn: its early metrics join it."""
         self._turn_of[speech_id] = state
+        state.replies += 1
         for metrics in self._early.pop(speech_id, ()):
             self._component(state, metrics)
 
-    def _close_turns(self) -> None:
-        """End every open turn at the latest moment known of it."""
+    def _close_turns(self, *, all_of_them: bool = False) -> None:
+        """End the open turns at the latest moment known of each; one whose reply is still
+        playing ends when that reply is done (unless ``all_of_them``)."""
+        still_open = []
         for state in self._open:
-            if state.stt is not None:
-                state.stt.end(at=state.last_s)
-            state.turn.end(at=state.last_s)
-        self._open.clear()
-        self._turn_of.clear()
+            if state.replies and not all_of_them:
+                still_open.append(state)
+            else:
+                self._end(state)
+        self._open = still_open
+
+    @staticmethod
+    def _end(state: _TurnState) -> None:
+        if state.stt is not None:
+            state.stt.end(at=state.last_s)
+        state.turn.end(at=state.last_s)
 
     def _on_speech_created(self, event: SpeechCreatedEvent) -> None:
         handle = event.speech_handle
@@ -214,16 +225,21 @@ class LiveKitCall:
 
     def _speech_done(self, handle: SpeechHandle) -> None:
         created_at = self._created_at.pop(handle.id, None)
-        state = self._turn_of.get(handle.id)
+        state = self._turn_of.pop(handle.id, None)
         if state is None:
             if created_at is None or self.call.end_ns is not None:
                 return
             # nobody's turn named it: the agent spoke unprompted (a greeting, say())
             state = self._new_turn(created_at)
             self._bind(handle.id, state)
+            del self._turn_of[handle.id]
+        state.replies -= 1
         for item in handle.chat_items:
             if isinstance(item, ChatMessage) and item.role == "assistant":
                 self._reply(state, item)
+        if not state.replies and state.turn.end_ns is None and self._open[-1] is not state:
+            self._open.remove(state)  # a newer turn began while this reply played
+            self._end(state)
 
     def _reply(self, state: _TurnState, message: ChatMessage) -> None:
         metrics = message.metrics
@@ -343,7 +359,8 @@ class LiveKitCall:
             stage.end(at=at)
 
     def _on_close(self, event: CloseEvent) -> None:
-        self._close_turns()
+        self._close_turns(all_of_them=True)
+        self._turn_of.clear()
         self._early.clear()
         self._created_at.clear()
         if event.error is not None:
