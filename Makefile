@@ -10,6 +10,8 @@ STAMP := $(VENV)/.installed
 
 # The demo's traffic: bounded in calls and seconds (voiceobs demo --help for every option).
 DEMO_ARGS ?= --calls 120 --duration 90 --rate 2 --concurrency 10
+# The same calls' shape through a real Pipecat pipeline of fake services (the Pipecat adapter).
+PIPECAT_DEMO_ARGS ?= --calls 20 --duration 30 --rate 2 --concurrency 5 --prefix pipecat
 OTLP_ENDPOINT ?= http://127.0.0.1:4317
 # The benchmark suite's options (.venv/bin/python -m bench -h): CI passes --short.
 BENCH_ARGS ?=
@@ -20,14 +22,15 @@ help: ## List the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[demo,dev]'
+	$(PY) -m pip install -q -e '.[demo,dev,pipecat,livekit]'
 	touch $@
 
-venv: $(STAMP) ## Create .venv with voiceobs and its dev/demo extras
+venv: $(STAMP) ## Create .venv with voiceobs and its dev/demo/framework-adapter extras
 
 demo: $(STAMP) ## Main job: native stack up, demo engine streams calls into it, correlation report
 	$(PY) -m stack up
 	OTEL_EXPORTER_OTLP_ENDPOINT=$(OTLP_ENDPOINT) $(VENV)/bin/voiceobs demo $(DEMO_ARGS)
+	OTEL_EXPORTER_OTLP_ENDPOINT=$(OTLP_ENDPOINT) $(VENV)/bin/voiceobs demo --engine pipecat $(PIPECAT_DEMO_ARGS)
 	$(VENV)/bin/voiceobs report
 	@echo "The stack keeps running: Prometheus http://127.0.0.1:9090, Jaeger http://127.0.0.1:16686," \
 	  "Loki http://127.0.0.1:3100. Stop it with: make stack-down"
@@ -45,6 +48,9 @@ test-unit: $(STAMP) ## Only the tests that need no backend
 bench: $(STAMP) ## Benchmark suite (engine load, Collector outage, HTTP, hot path, Collector throughput) → docs/performance.md; BENCH_ARGS=--short for CI's ~5 min form
 	$(PY) -m bench $(BENCH_ARGS)
 
+# test-deps installs the framework adapters' extras too; livekit-agents pins OpenTelemetry 1.45.x,
+# so the lowest end (OpenTelemetry 1.43) leaves it out with its tests (test_integration_livekit.py
+# and the LiveKit example of docs/integrations.md).
 test-deps: $(STAMP) ## Unit suite at the lowest and the highest dependency versions allowed (~9 min)
 	$(PY) scripts/dependency_range.py
 

@@ -32,6 +32,13 @@ def _parser() -> argparse.ArgumentParser:
         "--port", type=int, default=8080, help="engine port on 127.0.0.1 (default 8080)"
     )
     demo.add_argument("--prefix", default="demo", help="call id prefix (default demo)")
+    demo.add_argument(
+        "--engine",
+        choices=("http", "pipecat"),
+        default="http",
+        help="http: the demo engine over HTTP (default); pipecat: a real Pipecat pipeline of "
+        "fake services (needs voiceobs[pipecat])",
+    )
     demo.add_argument("--json", type=Path, help="write each call's outcome to this JSON file")
     report = sub.add_parser("report", help="walk metric → exemplar → trace → logs on the stack")
     report.add_argument(
@@ -89,13 +96,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             call_prefix=args.prefix,
         )
-        report = run_demo(
-            options,
-            port=args.port,
-            speed=args.speed,
-            slowdown=2.5 if args.slow else 1.0,
-            json_path=args.json,
-        )
+        if args.engine == "pipecat":
+            from voiceobs.demo.pipecat_engine import run_pipecat_demo
+
+            report = run_pipecat_demo(options, json_path=args.json)
+        else:
+            report = run_demo(
+                options,
+                port=args.port,
+                speed=args.speed,
+                slowdown=2.5 if args.slow else 1.0,
+                json_path=args.json,
+            )
     except (ValueError, SettingsError) as exc:
         print(f"voiceobs: {exc}", file=sys.stderr)
         return 2

@@ -10,19 +10,26 @@ from __future__ import annotations
 from typing import Any
 
 from opentelemetry.metrics import Counter, Histogram, Meter, UpDownCounter, _Gauge
-from opentelemetry.sdk.metrics.view import View
+from opentelemetry.sdk.metrics.view import DropAggregation, View
 
 from voiceobs import semconv as sc
 from voiceobs.semconv import MetricSpec
 
+FRAMEWORK_METERS = ("livekit-agents",)
+"""Meters of voice frameworks whose own metrics repeat what their voiceobs adapter reports
+(LiveKit Agents' ``lk.agents.*`` turn latencies and usage, its ``gen_ai.*`` token counts):
+with voiceobs as the global meter provider they would be exported beside ours and
+double-count tokens, characters and cost."""
+
 
 def metric_views() -> list[View]:
-    """Views a MeterProvider needs so every voice metric carries only its contract labels."""
+    """Views a MeterProvider needs so every voice metric carries only its contract labels,
+    and framework metrics that duplicate ours are dropped."""
     return [
         View(instrument_name=spec.name, attribute_keys=set(spec.labels))
         for spec in sc.VOICE_METRICS
         if spec.labels
-    ]
+    ] + [View(meter_name=name, aggregation=DropAggregation()) for name in FRAMEWORK_METERS]
 
 
 def _create(meter: Meter, spec: MetricSpec) -> Any:

@@ -1,0 +1,172 @@
+"""The Pipecat adapter on a real Pipecat pipeline of fake services (Pipecat's own run_test):
+the span tree, the histograms and the exemplars a framework-driven call produces."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics.export import HistogramDataPoint, NumberDataPoint
+from opentelemetry.sdk.trace import ReadableSpan
+from pipecat.frames.frames import Frame, VADUserStoppedSpeakingFrame
+from pipecat.services.openai.llm import OpenAILLMService
+from pipecat.tests.utils import SleepFrame, run_test
+
+from tests.conftest import Telemetry, make_telemetry
+from voiceobs import semconv as sc
+from voiceobs.demo.pipecat_bot import (
+    LLM_TOKENS,
+    LLM_TTFB_S,
+    TTS_TTFB_S,
+    VAD_STOP_SECS,
+    UserSays,
+    bot_pipeline,
+)
+from voiceobs.integrations.guard import provider_of
+from voiceobs.integrations.pipecat import VoiceobsObserver
+
+SCRIPT: Sequence[Frame] = (
+    UserSays(text="What can you do?"),  # a long answer, spoken over by the next turn
+    SleepFrame(0.3),
+    UserSays(text="Book a table."),
+    SleepFrame(0.3),
+    UserSays(text="Thanks."),
+    SleepFrame(0.3),
+)
+
+
+async def run_call(telemetry: Telemetry, frames: Sequence[Frame] = SCRIPT) -> VoiceobsObserver:
+    observer = VoiceobsObserver(telemetry.obs, "pc-1", tenant="acme", pipeline="pipecat")
+    await run_test(bot_pipeline(), frames_to_send=frames, observers=[observer], start_timeout=30)
+    return observer
+
+
+def _by_number(spans: list[ReadableSpan], name: str) -> list[ReadableSpan]:
+    found = [s for s in spans if s.name == name]
+    return sorted(found, key=lambda s: s.start_time or 0)
+
+
+def _points(telemetry: Telemetry, name: str) -> list[Any]:
+    return list(telemetry.metrics()[name].data.data_points)
+
+
+async def test_each_user_turn_is_a_turn_span_with_its_three_stages(telemetry: Telemetry) -> None:
+    observer = await run_call(telemetry)
+    spans = telemetry.finished_spans()
+    call = telemetry.span(sc.SPAN_CALL)
+    assert call.context.trace_id == observer.call.trace_id
+    assert call.attributes[sc.TENANT] == "acme"
+    turns = _by_number(spans, sc.SPAN_TURN)
+    assert [t.attributes[sc.TURN_NUMBER] for t in turns] == [1, 2, 3]
+    for turn in turns:
+        assert turn.parent is not None and turn.parent.span_id == call.context.span_id
+    for name in (sc.SPAN_STT, sc.SPAN_LLM, sc.SPAN_TTS):
+        stages = _by_number(spans, name)
+        assert len(stages) == 3, name
+        for stage, turn in zip(stages, turns, strict=True):
+            assert stage.parent is not None and stage.parent.span_id == turn.context.span_id
+            assert turn.start_time <= stage.start_time <= stage.end_time <= turn.end_time
+
+
+async def test_provider_model_and_usage_come_from_the_services(telemetry: Telemetry) -> None:
+    await run_call(telemetry)
+    spans = telemetry.finished_spans()
+    stt, llm, tts = (_by_number(spans, n)[1] for n in (sc.SPAN_STT, sc.SPAN_LLM, sc.SPAN_TTS))
+    named = {
+        (s.attributes[sc.GEN_AI_PROVIDER], s.attributes[sc.GEN_AI_REQUEST_MODEL])
+        for s in (stt, llm, tts)
+    }
+    assert named == {("deepgram", "nova-3"), ("openai", "gpt-4o-mini"), ("cartesia", "sonic-2")}
+    assert stt.attributes[sc.STT_AUDIO_SECONDS] == 1.5
+    assert (
+        llm.attributes[sc.GEN_AI_INPUT_TOKENS],
+        llm.attributes[sc.GEN_AI_OUTPUT_TOKENS],
+    ) == LLM_TOKENS
+    assert tts.attributes[sc.TTS_CHARACTERS] == len("Sure.")
+
+
+async def test_service_ttfb_metrics_place_the_first_chunk(telemetry: Telemetry) -> None:
+    await run_call(telemetry)
+    spans = telemetry.finished_spans()
+    for llm in _by_number(spans, sc.SPAN_LLM):
+        assert llm.attributes[sc.STAGE_TTFC] == pytest.approx(LLM_TTFB_S, abs=1e-6)
+    for tts in _by_number(spans, sc.SPAN_TTS)[1:]:  # the first one was spoken over
+        assert tts.attributes[sc.STAGE_TTFC] == pytest.approx(TTS_TTFB_S, abs=1e-6)
+    (ttft,) = _points(telemetry, sc.LLM_TTFT.name)
+    assert ttft.count == 3 and ttft.sum == pytest.approx(3 * LLM_TTFB_S, abs=1e-5)
+
+
+async def test_turn_latency_runs_from_vad_speech_end_to_bot_speech(telemetry: Telemetry) -> None:
+    await run_call(telemetry)
+    turns = _by_number(telemetry.finished_spans(), sc.SPAN_TURN)
+    # The VAD confirmed the stop stop_secs after the user went quiet: the clock starts then.
+    floor = VAD_STOP_SECS + LLM_TTFB_S + TTS_TTFB_S
+    for turn in turns:
+        assert floor <= turn.attributes[sc.TURN_LATENCY] < floor + 1.0
+    (point,) = _points(telemetry, sc.TURN_LATENCY_METRIC.name)
+    assert isinstance(point, HistogramDataPoint) and point.count == 3
+    exemplar_spans = {e.span_id for e in point.exemplars}
+    assert exemplar_spans <= {t.context.span_id for t in turns} and exemplar_spans
+    for exemplar in point.exemplars:
+        assert exemplar.trace_id == turns[0].context.trace_id
+        assert exemplar.filtered_attributes == {sc.EXEMPLAR_CALL_ID: "pc-1"}
+
+
+async def test_only_an_interruption_over_the_bot_counts(telemetry: Telemetry) -> None:
+    await run_call(telemetry)
+    turns = _by_number(telemetry.finished_spans(), sc.SPAN_TURN)
+    # Pipecat broadcasts an InterruptionFrame on each of the three turn starts (twice each);
+    # only the second turn started while the bot was still speaking.
+    assert [t.attributes[sc.TURN_INTERRUPTED] for t in turns] == [True, False, False]
+    counted = {p.attributes[sc.L_INTERRUPTED]: p.value for p in _points(telemetry, sc.TURNS.name)}
+    assert counted == {"true": 1, "false": 2}
+    first_tts = _by_number(telemetry.finished_spans(), sc.SPAN_TTS)[0]
+    assert first_tts.end_time <= turns[0].end_time
+
+
+async def test_the_pipeline_end_ends_the_call(telemetry: Telemetry) -> None:
+    await run_call(telemetry)
+    (calls,) = _points(telemetry, sc.CALLS.name)
+    assert isinstance(calls, NumberDataPoint) and calls.value == 1
+    assert calls.attributes[sc.L_STATUS] == "completed"
+    call = telemetry.span(sc.SPAN_CALL)
+    assert call.attributes[sc.CALL_TURNS] == 3
+    assert sc.TELEMETRY_DROPPED.name not in telemetry.metrics()
+
+
+async def test_a_frame_the_adapter_cannot_map_is_counted_never_raised(
+    telemetry: Telemetry,
+) -> None:
+    broken = VADUserStoppedSpeakingFrame(stop_secs=5.0, timestamp=1.0)  # before 1970
+    frames = (UserSays(text="Hello."), SleepFrame(0.05), broken, SleepFrame(0.3))
+    await run_call(telemetry, frames)
+    (dropped,) = _points(telemetry, sc.TELEMETRY_DROPPED.name)
+    assert dict(dropped.attributes) == {sc.L_SIGNAL: "pipecat", sc.L_REASON: "internal_error"}
+    assert dropped.value == 1
+    assert len(_by_number(telemetry.finished_spans(), sc.SPAN_TURN)) == 1
+
+
+def test_provider_is_the_service_package_or_class_name() -> None:
+    openai = OpenAILLMService.__new__(OpenAILLMService)
+    assert provider_of(openai, "pipecat") == "openai"
+
+    class DeepgramSTTService:
+        pass
+
+    assert provider_of(DeepgramSTTService(), "pipecat") == "deepgram"
+
+    class WrappedService:
+        provider = "elevenlabs"
+
+    assert provider_of(WrappedService(), "pipecat") == "elevenlabs"
+
+
+async def test_disabled_voiceobs_ignores_every_frame(caplog: pytest.LogCaptureFixture) -> None:
+    t = make_telemetry(enabled=False)
+    try:
+        await run_call(t, (UserSays(text="Hello."), SleepFrame(0.2)))
+        failures = [r for r in caplog.records if r.name == "voiceobs.integrations"]
+        assert failures == [], "a disabled call's stand-in reached the mapping"
+    finally:
+        t.obs.shutdown()

@@ -1,0 +1,453 @@
+"""Pipecat: an observer that turns a pipeline's frames into the voice API.
+
+One observer per call::
+
+    from voiceobs.integrations.pipecat import VoiceobsObserver
+
+    worker = PipelineWorker(pipeline, observers=[VoiceobsObserver(obs, call_id)])
+
+What it reads (each frame once: the upstream copy of a broadcast frame is skipped):
+
+- ``UserStartedSpeakingFrame`` opens a turn; ``VADUserStoppedSpeakingFrame``'s timestamp minus
+  its ``stop_secs`` is the user's speech end (the turn-latency clock starts);
+  ``UserStoppedSpeakingFrame`` is the end-of-turn decision.
+- ``TranscriptionFrame``: the STT stage (from the turn's start to its last final transcript
+  before the LLM answers).
+- ``LLMFullResponseStartFrame`` / first ``LLMTextFrame`` / ``LLMFullResponseEndFrame``: the LLM
+  stage and its first token; ``TTSStartedFrame`` / first ``TTSAudioRawFrame`` /
+  ``TTSStoppedFrame``: the TTS stage and its first byte; ``FunctionCallInProgressFrame`` /
+  ``FunctionCallResultFrame``: a tool stage.
+- ``BotStartedSpeakingFrame``: the agent's audio start (the turn-latency clock stops).
+- ``InterruptionFrame`` while the bot speaks: the turn it speaks in was interrupted (Pipecat
+  broadcasts one on every user turn start, spoken over or not).
+- ``MetricsFrame``: TTFB (the stage's first chunk), processing time (the stage's end) and
+  usage (LLM tokens, TTS characters, STT audio seconds), matched to the reporting service's
+  stage of the open turn.
+- ``ErrorFrame``: the reporting service's open stage failed; a fatal one fails the call.
+- ``EndFrame`` / ``CancelFrame``: the call ends.
+
+Provider and model come from the service that pushed the frame: the provider from its module
+(``pipecat.services.<provider>``) or class name, the model from ``settings.model``.
+
+Observers run on their own queue, behind the pipeline, so every moment is the frame's own
+timestamp (the pipeline clock when it was pushed, as Unix time) given with ``at=``. A failure
+in here never reaches the pipeline: it is counted in
+``voiceobs_telemetry_dropped_total{signal="pipecat", reason="internal_error"}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    CancelFrame,
+    EndFrame,
+    ErrorFrame,
+    Frame,
+    FunctionCallCancelFrame,
+    FunctionCallInProgressFrame,
+    FunctionCallResultFrame,
+    InterruptionFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    MetricsFrame,
+    TranscriptionFrame,
+    TTSAudioRawFrame,
+    TTSStartedFrame,
+    TTSStoppedFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.metrics.metrics import (
+    LLMUsageMetricsData,
+    ProcessingMetricsData,
+    STTUsageMetricsData,
+    TTFBMetricsData,
+    TTSUsageMetricsData,
+)
+from pipecat.observers.base_observer import BaseObserver, FramePushed
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.services.llm_service import LLMService
+from pipecat.services.stt_service import STTService
+from pipecat.services.tts_service import TTSService
+
+from voiceobs.integrations.guard import Guard, provider_of
+
+if TYPE_CHECKING:
+    from voiceobs.setup import Instrumentation
+    from voiceobs.voice import Call, Parent, Stage, StageKind, Turn
+
+__all__ = ["VoiceobsObserver"]
+
+_SIGNAL = "pipecat"
+
+
+def _kind_of(processor: object) -> StageKind | None:
+    """The stage kind a service's metrics and errors belong to."""
+    if isinstance(processor, LLMService):
+        return "llm"
+    if isinstance(processor, TTSService):
+        return "tts"
+    if isinstance(processor, STTService):
+        return "stt"
+    return None
+
+
+def _model_of(processor: object) -> str:
+    model = getattr(getattr(processor, "settings", None), "model", None)
+    return model if isinstance(model, str) and model else "default"
+
+
+class _TurnState:
+    """One turn and the stages the frames opened in it."""
+
+    __slots__ = ("bot_stopped_s", "last_final_s", "stages", "stt", "tools", "turn")
+
+    def __init__(self, turn: Turn) -> None:
+        self.turn = turn
+        self.stt: Stage | None = None
+        self.last_final_s: float | None = None
+        self.stages: dict[str, tuple[Stage, object]] = {}
+        """The latest LLM / TTS stage and the processor that opened it, by kind."""
+        self.tools: dict[str, Stage] = {}
+        self.bot_stopped_s: float | None = None
+
+    def open_stage(self, kind: StageKind) -> Stage | None:
+        entry = self.stages.get(kind)
+        if entry is None or entry[0].end_ns is not None:
+            return None
+        return entry[0]
+
+    def end_stt(self) -> None:
+        """The STT stage ends with the last final transcript heard so far."""
+        stt = self.stt
+        if stt is not None and stt.end_ns is None and self.last_final_s is not None:
+            stt.final(at=self.last_final_s)
+            stt.end(at=self.last_final_s)
+
+    def close(self, at: float) -> None:
+        """End what is still open at ``at``, then the turn itself."""
+        self.end_stt()
+        if self.stt is not None:
+            self.stt.end(at=at)
+        for stage, _ in self.stages.values():
+            stage.end(at=at)
+        for tool in self.tools.values():
+            tool.end(at=at)
+        self.turn.end(at=at)
+
+
+_Handler = Callable[["VoiceobsObserver", Frame, float, object], None]
+
+
+class VoiceobsObserver(BaseObserver):
+    """Reports one Pipecat call to voiceobs: pass it in the pipeline's ``observers``.
+
+    The call starts when the observer is made (``observer.call`` is its voice-API call, for
+    logs or ``traceparent`` headers) and ends with the pipeline's ``EndFrame`` or
+    ``CancelFrame``. The keyword arguments are :meth:`Instrumentation.call`'s.
+    """
+
+    def __init__(
+        self,
+        obs: Instrumentation,
+        call_id: str,
+        *,
+        tenant: str = "default",
+        pipeline: str = "default",
+        caller: str | None = None,
+        direction: str = "inbound",
+        parent: Parent | None = None,
+    ) -> None:
+        super().__init__(observe_every_push=False)
+        self.call: Call = obs.call(
+            call_id,
+            tenant=tenant,
+            pipeline=pipeline,
+            caller=caller,
+            direction=direction,
+            parent=parent,
+        )
+        self._guard = Guard(obs.transport, _SIGNAL)
+        self._enabled = obs.settings.enabled
+        """Disabled (``VOICEOBS_ENABLED=false``): every frame is ignored at once."""
+        self._zero_ns: int | None = None
+        """Unix nanoseconds at the pipeline clock's zero."""
+        self._turn: _TurnState | None = None
+        self._interrupted_candidate: _TurnState | None = None
+        """The turn the bot still speaks in after the user took the floor."""
+        self._bot_speaking = False
+        self._providers: dict[int, str] = {}
+        self._handler_of: dict[type, _Handler | None] = {}
+
+    # --- Pipecat's side ------------------------------------------------------------------
+    async def on_push_frame(self, data: FramePushed) -> None:
+        if not self._enabled:
+            return
+        frame = data.frame
+        try:
+            handler = self._handler_of[type(frame)]
+        except KeyError:
+            handler = self._handler_of[type(frame)] = _resolve(type(frame))
+        if handler is None:
+            return
+        if frame.broadcast_sibling_id is not None and data.direction is FrameDirection.UPSTREAM:
+            return  # a broadcast frame's second copy
+        try:
+            handler(self, frame, self._unix_s(data), data.source)
+        except Exception:
+            self._guard.failed(type(frame).__name__)
+
+    def _unix_s(self, data: FramePushed) -> float:
+        """The frame's push time (pipeline clock) as Unix seconds on the call's clock."""
+        if self._zero_ns is None:
+            source: FrameProcessor = data.source
+            try:
+                pipeline_now = source.get_clock().get_time()
+            except Exception:  # a processor without a clock yet: its frames carry 0
+                return self.call.now_ns() / 1e9
+            self._zero_ns = self.call.now_ns() - pipeline_now
+        if data.timestamp <= 0:
+            return self.call.now_ns() / 1e9
+        return (self._zero_ns + data.timestamp) / 1e9
+
+    def _provider(self, processor: object) -> str:
+        key = id(processor)
+        provider = self._providers.get(key)
+        if provider is None:
+            provider = self._providers[key] = provider_of(processor, "pipecat")
+        return provider
+
+    # --- turns ---------------------------------------------------------------------------
+    def _user_started(self, frame: Frame, at: float, source: object) -> None:
+        previous = self._turn
+        if previous is not None:
+            if self._bot_speaking:
+                self._close_candidate(at)
+                self._interrupted_candidate = previous  # ended when the bot goes quiet
+            else:
+                previous.close(previous.bot_stopped_s or at)
+        self._turn = _TurnState(self.call.turn(at=at))
+
+    def _close_candidate(self, at: float) -> None:
+        candidate = self._interrupted_candidate
+        if candidate is not None:
+            self._interrupted_candidate = None
+            candidate.close(at)
+
+    def _vad_stopped(self, frame: Frame, at: float, source: object) -> None:
+        state = self._turn
+        if state is None or state.turn.agent_audio_ns is not None:
+            return  # speech that did not make a turn, heard while the bot answers
+        assert isinstance(frame, VADUserStoppedSpeakingFrame)
+        state.turn.user_speech_ended(at=frame.timestamp - frame.stop_secs)
+
+    def _user_stopped(self, frame: Frame, at: float, source: object) -> None:
+        if self._turn is not None and self._turn.turn.agent_audio_ns is None:
+            self._turn.turn.eou_detected(at=at)
+
+    def _bot_started(self, frame: Frame, at: float, source: object) -> None:
+        self._bot_speaking = True
+        if self._turn is not None:
+            self._turn.turn.agent_audio_started(at=at)
+
+    def _bot_stopped(self, frame: Frame, at: float, source: object) -> None:
+        self._bot_speaking = False
+        if self._turn is not None:
+            self._turn.bot_stopped_s = at
+        self._close_candidate(at)
+
+    def _interruption(self, frame: Frame, at: float, source: object) -> None:
+        if not self._bot_speaking:
+            return  # broadcast on every user turn start; only over the bot is it one
+        state = self._interrupted_candidate or self._turn
+        if state is not None:
+            state.turn.interrupt(at=at)
+            for stage, _ in state.stages.values():
+                stage.end(at=at)
+
+    def _end(self, frame: Frame, at: float, source: object) -> None:
+        self._close_candidate(at)
+        if self._turn is not None:
+            self._turn.close(at)
+            self._turn = None
+        self.call.end(at=at)
+
+    # --- stages --------------------------------------------------------------------------
+    def _transcription(self, frame: Frame, at: float, source: object) -> None:
+        state = self._turn
+        if state is None:
+            return
+        if state.stt is None or state.stt.end_ns is not None:
+            state.stt = state.turn.stt(
+                self._provider(source), _model_of(source), at=state.turn.start_ns / 1e9
+            )
+        state.last_final_s = at
+
+    def _start_stage(self, kind: StageKind, at: float, source: object) -> Stage | None:
+        state = self._turn
+        if state is None:
+            return None
+        state.end_stt()
+        stage = state.open_stage(kind)
+        if stage is None:
+            stage = state.turn.stage(kind, self._provider(source), _model_of(source), at)
+            state.stages[kind] = (stage, source)
+        return stage
+
+    def _llm_started(self, frame: Frame, at: float, source: object) -> None:
+        self._start_stage("llm", at, source)
+
+    def _tts_started(self, frame: Frame, at: float, source: object) -> None:
+        self._start_stage("tts", at, source)
+
+    def _first_chunk(self, kind: StageKind, at: float) -> None:
+        state = self._turn
+        if state is not None:
+            stage = state.open_stage(kind)
+            if stage is not None and stage.first_chunk_ns is None:
+                stage.first_chunk(at=at)
+
+    def _llm_text(self, frame: Frame, at: float, source: object) -> None:
+        self._first_chunk("llm", at)
+
+    def _tts_audio(self, frame: Frame, at: float, source: object) -> None:
+        self._first_chunk("tts", at)
+
+    def _stage_ended(self, kind: StageKind, at: float) -> None:
+        state = self._turn
+        if state is not None:
+            stage = state.open_stage(kind)
+            if stage is not None:
+                stage.end(at=at)
+
+    def _llm_ended(self, frame: Frame, at: float, source: object) -> None:
+        self._stage_ended("llm", at)
+
+    def _tts_stopped(self, frame: Frame, at: float, source: object) -> None:
+        self._stage_ended("tts", at)
+
+    def _tool_started(self, frame: Frame, at: float, source: object) -> None:
+        assert isinstance(frame, FunctionCallInProgressFrame)
+        state = self._turn
+        if state is not None and frame.tool_call_id not in state.tools:
+            state.tools[frame.tool_call_id] = state.turn.tool(frame.function_name, at=at)
+
+    def _tool_ended(self, frame: Frame, at: float, source: object) -> None:
+        assert isinstance(frame, (FunctionCallResultFrame, FunctionCallCancelFrame))
+        for state in (self._turn, self._interrupted_candidate):
+            tool = state.tools.get(frame.tool_call_id) if state is not None else None
+            if tool is not None:
+                if isinstance(frame, FunctionCallCancelFrame):
+                    tool.fail("cancelled")
+                tool.end(at=at)
+
+    # --- what services report --------------------------------------------------------------
+    def _service_stage(self, kind: StageKind, source: object, at: float) -> Stage | None:
+        """The reporting service's latest stage of the open turn; made (zero-length) when
+        the turn has none, so usage reported outside any stage still counts."""
+        state = self._turn
+        if state is None:
+            return None
+        if kind == "stt":
+            if state.stt is None:
+                state.stt = state.turn.stt(
+                    self._provider(source), _model_of(source), at=state.turn.start_ns / 1e9
+                )
+            return state.stt
+        entry = state.stages.get(kind)
+        if entry is not None:
+            return entry[0]
+        stage = state.turn.stage(kind, self._provider(source), _model_of(source), at)
+        stage.end(at=at)
+        state.stages[kind] = (stage, source)
+        return stage
+
+    def _metrics(self, frame: Frame, at: float, source: object) -> None:
+        assert isinstance(frame, MetricsFrame)
+        for data in frame.data:
+            if isinstance(data, LLMUsageMetricsData):
+                stage = self._service_stage("llm", source, at)
+                if stage is not None:
+                    tokens = data.value
+                    stage.usage(
+                        input_tokens=tokens.prompt_tokens, output_tokens=tokens.completion_tokens
+                    )
+            elif isinstance(data, TTSUsageMetricsData):
+                stage = self._service_stage("tts", source, at)
+                if stage is not None:
+                    stage.usage(characters=data.value)
+            elif isinstance(data, STTUsageMetricsData):
+                stage = self._service_stage("stt", source, at)
+                if stage is not None:
+                    stage.usage(audio_seconds=data.value.audio_seconds)
+            elif isinstance(data, (TTFBMetricsData, ProcessingMetricsData)):
+                self._timing(data, source)
+
+    def _timing(self, data: TTFBMetricsData | ProcessingMetricsData, source: object) -> None:
+        """The service's own measure of its open stage: TTFB places the first chunk,
+        processing time the end, both from the stage's start."""
+        kind = _kind_of(source)
+        state = self._turn
+        if kind is None or kind == "stt" or state is None:
+            return  # an STT service's TTFB runs from speech end, not from its stage's start
+        stage = state.open_stage(kind)
+        if stage is None or state.stages[kind][1] is not source:
+            return
+        at = stage.start_ns / 1e9 + data.value
+        if isinstance(data, TTFBMetricsData):
+            if stage.first_chunk_ns is None:
+                stage.first_chunk(at=at)
+        else:
+            stage.end(at=at)
+
+    def _error(self, frame: Frame, at: float, source: object) -> None:
+        assert isinstance(frame, ErrorFrame)
+        service = frame.processor if frame.processor is not None else source
+        kind = _kind_of(service)
+        if kind is None:
+            return
+        state = self._turn
+        stage = (state.stt if kind == "stt" else state.open_stage(kind)) if state else None
+        if stage is not None and stage.end_ns is None:
+            stage.fail("error")
+        if frame.fatal:
+            self.call.fail(f"{kind}_error")
+
+
+_HANDLERS: tuple[tuple[type[Frame], _Handler], ...] = (
+    (UserStartedSpeakingFrame, VoiceobsObserver._user_started),
+    (VADUserStoppedSpeakingFrame, VoiceobsObserver._vad_stopped),
+    (UserStoppedSpeakingFrame, VoiceobsObserver._user_stopped),
+    (TranscriptionFrame, VoiceobsObserver._transcription),
+    (LLMFullResponseStartFrame, VoiceobsObserver._llm_started),
+    (LLMTextFrame, VoiceobsObserver._llm_text),
+    (LLMFullResponseEndFrame, VoiceobsObserver._llm_ended),
+    (TTSStartedFrame, VoiceobsObserver._tts_started),
+    (TTSAudioRawFrame, VoiceobsObserver._tts_audio),
+    (TTSStoppedFrame, VoiceobsObserver._tts_stopped),
+    (FunctionCallInProgressFrame, VoiceobsObserver._tool_started),
+    (FunctionCallResultFrame, VoiceobsObserver._tool_ended),
+    (FunctionCallCancelFrame, VoiceobsObserver._tool_ended),
+    (BotStartedSpeakingFrame, VoiceobsObserver._bot_started),
+    (BotStoppedSpeakingFrame, VoiceobsObserver._bot_stopped),
+    (InterruptionFrame, VoiceobsObserver._interruption),
+    (MetricsFrame, VoiceobsObserver._metrics),
+    (ErrorFrame, VoiceobsObserver._error),
+    (EndFrame, VoiceobsObserver._end),
+    (CancelFrame, VoiceobsObserver._end),
+)
+
+
+def _resolve(frame_type: type) -> _Handler | None:
+    """The handler for a frame class: its own, or its nearest mapped base class's."""
+    for cls in frame_type.__mro__:
+        for mapped, handler in _HANDLERS:
+            if cls is mapped:
+                return handler
+    return None
