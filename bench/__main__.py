@@ -1,8 +1,9 @@
 """``make bench``: the benchmark suite of voiceobs, every figure beside its baseline.
 
 Runs the engine load with event-loop lag, the engine through a Collector outage, HTTP under
-load and the hot path against a private Collector, then the Collector's own throughput and
-the Pipecat adapter beside Pipecat's own tracing; prints
+load and the hot path against a private Collector, then the Collector's own throughput, the
+Pipecat adapter beside Pipecat's own tracing, and freshness (turn end → queryable) on the
+native stack, started if it is not running; prints
 a table, writes ``bench/results/<figure>.json`` and, when every part ran, docs/performance.md.
 Exits non-zero only when the harness fails; a missed goal is a result.
 """
@@ -20,6 +21,7 @@ from bench import (
     collector_throughput,
     engine_load,
     frameworks,
+    freshness,
     http_load,
     report,
 )
@@ -28,7 +30,7 @@ from bench.engine_load import REPO_ROOT
 from bench.figures import Figure
 from bench.tools import collector_binary, vegeta, wrk
 
-PARTS = ("engine", "outage", "http", "hotpath", "collector", "frameworks")
+PARTS = ("engine", "outage", "http", "hotpath", "collector", "frameworks", "freshness")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -36,8 +38,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--short",
         action="store_true",
-        help="CI's form (~5 min): 200 calls for 15 s per mode, a 20 s Collector outage, 10 s "
-        "HTTP and Collector runs, 3 hot-path rounds, one round of the framework adapter (~35 s)",
+        help="CI's form (~6 min): 200 calls for 15 s per mode, a 20 s Collector outage, 10 s "
+        "HTTP and Collector runs, 3 hot-path rounds, one round of the framework adapter (~35 s), "
+        "15 turns per freshness run",
     )
     parser.add_argument("--calls", help="engine loads, comma-separated (default 50,200,500)")
     parser.add_argument("--seconds", type=float, help="per engine run (default 30)")
@@ -54,6 +57,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.rounds = 3 if args.short else 5
     args.collector_seconds = 10.0 if args.short else 30.0
     args.outage_seconds = 20.0 if args.short else 60.0
+    args.freshness_turns = 15 if args.short else 60
     args.parts = args.only.split(",") if args.only else list(PARTS)
     unknown = set(args.parts) - set(PARTS)
     if unknown:
@@ -110,6 +114,8 @@ def main(argv: list[str]) -> int:
             figures += collector_throughput.measure(args.collector_seconds)
         if "frameworks" in args.parts:
             figures += frameworks.measure(args.short)
+        if "freshness" in args.parts:
+            figures += freshness.measure(args.freshness_turns)
     except (HarnessError, subprocess.SubprocessError, OSError) as exc:
         print(f"bench: harness error: {exc}", file=sys.stderr)
         return 1
@@ -120,7 +126,7 @@ def main(argv: list[str]) -> int:
         f"{', '.join(str(n) for n in args.calls)} calls for {args.seconds:.0f} s per mode, "
         f"a Collector outage of {args.outage_seconds:.0f} s, "
         f"HTTP runs of {args.http_seconds:.0f} s, Collector throughput for "
-        f"{args.collector_seconds:.0f} s"
+        f"{args.collector_seconds:.0f} s, {args.freshness_turns} turns per freshness run"
     )
     if set(args.parts) == set(PARTS):
         report.write_doc(figures, machine, how)

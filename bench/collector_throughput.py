@@ -192,6 +192,7 @@ def measure(seconds: float) -> list[Figure]:
             "COLLECTOR_HEALTH_ENDPOINT": "127.0.0.1:0",
             "COLLECTOR_PPROF_ENDPOINT": "127.0.0.1:0",
             "COLLECTOR_ZPAGES_ENDPOINT": "127.0.0.1:0",
+            "COLLECTOR_REMOTE_WRITE_STAGE_ENDPOINT": "127.0.0.1:0",
             "COLLECTOR_PROMETHEUS_ENDPOINT": "127.0.0.1:0",
         }
         with PrivateCollector(configs=list(CONFIGS), env=env, ports=PORTS) as c:

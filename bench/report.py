@@ -195,6 +195,18 @@ library has when it runs.
   takes 20 000 spans/s and 20 000 log records/s over OTLP/HTTP from pre-encoded batches of
   500 voiceobs-shaped turn spans and call logs (a phone number in each for the redaction
   rules); every item sent must be accepted and exported (none refused, none rejected).
+- **Frameworks** (`bench/frameworks.py`): the Pipecat adapter beside Pipecat's built-in
+  tracing, both fed the same recorded frames of one 200-turn call, each mode in its own
+  process: whole-process CPU per turn above Pipecat's bare turn tracking at turns 1-25 and
+  176-200, and the final flush with nothing listening (full form only for Pipecat's side).
+- **Freshness** (`bench/freshness.py`): on the native stack (started if it is not running),
+  an engine process makes one call with one turn a second and logs a line inside each turn;
+  three pollers, one per backend, ask every 100 ms until each turn answers: its trace in
+  Jaeger (the `voice.turn` span), its line in Loki, its count in Prometheus
+  (`voice_turns_total` of the run's own `job`). The figure is the time from the turn's end to
+  the first answer, with the defaults and with metrics exported every second
+  (`VOICEOBS_METRIC_EXPORT_INTERVAL_MS=1000`). A turn that never answers within 30 s fails the
+  run.
 """
 
 
