@@ -18,9 +18,13 @@ Json = dict[str, Any]
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "dashboards"
+sys.path.insert(0, str(HERE.parent))
+from voiceobs import semconv  # noqa: E402  (the telemetry contract: buckets)
+
 SCHEMA_VERSION = 39
 TURN_BUDGET_S = 0.8
 COST_PER_MINUTE_BUDGET_USD = 0.20
+LLM_DURATION_TOP_BUCKET_S = semconv.LLM_DURATION.buckets[-1]
 
 PROM: Json = {"type": "prometheus", "uid": "prometheus"}
 LOKI: Json = {"type": "loki", "uid": "loki"}
@@ -28,11 +32,34 @@ JAEGER: Json = {"type": "jaeger", "uid": "jaeger"}
 
 # Label filters shared by every voice query. Multi-value variables are always matched
 # with =~ (Grafana renders a multi selection as a regex alternation).
-SVC = 'job=~"$service"'
+# The service identity: Prometheus' job is service.namespace/service.name (remote write
+# joins the two), Loki's service_name and Jaeger's service are service.name alone.
+# $service holds jobs; a link that knows only service.name (a Loki log line) still
+# selects its job, because the optional "<namespace>/" prefix is matched here.
+SVC = 'job=~"(.+/)?($service)"'
+# service.name of the selected jobs, for Loki stream selectors and Jaeger searches.
+LOKI_SVC = 'service_name=~"$service_name"'
 TP = f'{SVC}, tenant=~"$tenant", pipeline=~"$pipeline"'
 TPP = f'{TP}, provider=~"$provider"'
 PIPE = f'{SVC}, pipeline=~"$pipeline"'
 PROV = f'{SVC}, provider=~"$provider"'
+
+# A provider's faults among the requests it answered: a cancelled request (the engine
+# stopped it, e.g. on barge-in) is neither a fault nor a success. The recording rule
+# provider_component:voice_provider_requests:error_ratio_rate5m uses the same two.
+PROVIDER_FAULT = 'outcome=~"error|timeout|rate_limited"'
+PROVIDER_ANSWERED = 'outcome!="cancelled"'
+
+
+def cost_per_call_minute(labels: str, window: str, by: str = "") -> str:
+    """Dollars per call-minute as the CostPerCallMinuteHigh rule computes it: the cost of
+    the calls that ended (voice_call_cost_usd) over those same calls' minutes."""
+    group = f"sum by ({by}) " if by else "sum "
+    return (
+        f"{group}(increase(voice_call_cost_usd_sum{{{labels}}}[{window}])) / "
+        f"({group}(increase(voice_call_duration_seconds_sum{{{labels}}}[{window}])) / 60)"
+    )
+
 
 VAR_QUERY = "&${service:queryparam}&${tenant:queryparam}&${pipeline:queryparam}"
 RANGE = "?${__url_time_range}"
@@ -110,7 +137,7 @@ def jaeger_search(operation: str, tags: str, limit: int = 20) -> Json:
     return {
         "datasource": JAEGER,
         "queryType": "search",
-        "service": "$service",
+        "service": "$service_name",
         "operation": operation,
         "tags": tags,
         "limit": limit,
@@ -444,11 +471,30 @@ def _var(name: str, label: str, query: str, *, all_value: str = ".*", multi: boo
     }
 
 
-def standard_variables(*, single_service: bool = False) -> list[Json]:
-    """service, tenant, pipeline and provider, each from label_values of a voice metric.
+SERVICE_NAME_REGEX = r"/^(?:.*\/)?([^\/]+)$/"
+"""Grafana variable regex: the service.name part of a job (``ns/name`` or ``name``)."""
 
-    ``service`` is the Prometheus ``job`` (the engine's service.name); its All value is
-    ``.+`` because Loki refuses a stream selector that matches the empty string.
+
+def service_name_variable() -> Json:
+    """Hidden: the service.name of every job ``$service`` selects (Loki, Jaeger).
+
+    It has no All value of its own, so "All" (its only state) renders as the alternation
+    of its options, which are exactly the selected services' names.
+    """
+    variable = _var(
+        "service_name",
+        "Service name",
+        f"label_values(voice_calls_total{{{SVC}}}, job)",
+    )
+    variable.update(regex=SERVICE_NAME_REGEX, allValue=None, hide=2)
+    return variable
+
+
+def standard_variables(*, single_service: bool = False) -> list[Json]:
+    """service (+ hidden service_name), tenant, pipeline and provider, from label_values.
+
+    ``service`` is the Prometheus ``job`` (service.namespace/service.name, or service.name
+    alone); its All value is ``.+``. ``service_name`` follows it for Loki and Jaeger.
     """
     service = _var(
         "service",
@@ -459,6 +505,7 @@ def standard_variables(*, single_service: bool = False) -> list[Json]:
     )
     return [
         service,
+        service_name_variable(),
         _var("tenant", "Tenant", f"label_values(voice_calls_total{{{SVC}}}, tenant)"),
         _var(
             "pipeline",
@@ -603,15 +650,9 @@ def overview() -> Json:
         ),
         stat(
             "Cost per call-minute",
-            "AI cost (STT + LLM + TTS) divided by call minutes over the time range; "
-            "alert threshold $0.20/min.",
-            [
-                prom(
-                    f"sum(increase(voice_cost_usd_total{{{TP}}}[$__range])) / "
-                    f"(sum(increase(voice_call_duration_seconds_sum{{{TP}}}[$__range])) / 60)",
-                    "USD/min",
-                )
-            ],
+            "Cost of the calls that ended in the time range divided by their minutes (as "
+            "the CostPerCallMinuteHigh alert computes it); alert threshold $0.20/min.",
+            [prom(cost_per_call_minute(TP, "$__range"), "USD/min", instant=True)],
             "currencyUSD",
             thresholds=[(None, "green"), (0.15, "yellow"), (COST_PER_MINUTE_BUDGET_USD, "red")],
             decimals=3,
@@ -793,7 +834,9 @@ def latency() -> Json:
         timeseries(
             "LLM full response duration P95 by provider and model",
             "P95 of voice_llm_duration_seconds (request to last token); beyond the turn "
-            "budget, since the agent speaks while the LLM streams.",
+            "budget, since the agent speaks while the LLM streams. A percentile cannot "
+            "exceed the histogram's highest finite bucket: the panel beside it shows the "
+            "share of responses beyond that bound.",
             [
                 prom(
                     quantile(0.95, "voice_llm_duration_seconds", TPP, "provider, model"),
@@ -802,7 +845,29 @@ def latency() -> Json:
                 )
             ],
             "s",
-            w=24,
+            w=16,
+        )
+    )
+    panels.append(
+        timeseries(
+            "LLM responses longer than the top bucket",
+            f"Share of LLM responses (request to last token) longer than "
+            f"{LLM_DURATION_TOP_BUCKET_S:g} s, the highest finite bucket of "
+            "voice_llm_duration_seconds: where this is above 5 %, the P95 beside it is that "
+            "bound, not the real duration.",
+            [
+                prom(
+                    "1 - sum by (provider) (rate(voice_llm_duration_seconds_bucket"
+                    f'{{{TPP}, le=~"{LLM_DURATION_TOP_BUCKET_S:g}(\\\\.0)?"}}[$__rate_interval])) '
+                    "/ sum by (provider) (rate(voice_llm_duration_seconds_count"
+                    f"{{{TPP}}}[$__rate_interval]))",
+                    "{{provider}}",
+                    exemplar=True,
+                )
+            ],
+            "percentunit",
+            w=8,
+            maximum=1,
         )
     )
     panels.append(
@@ -849,11 +914,7 @@ def call_explorer() -> Json:
         "description": "The voice.call.id (from an exemplar, a log line or your engine)",
     }
     variables = [*standard_variables(single_service=True), call_variable]
-    call_logs = '{service_name=~"$service"} | voice_call_id="$call_id"'
-    jaeger_ui = (
-        "http://localhost:16686/search?service=${service}&tags="
-        "%7B%22voice.call.id%22%3A%22${call_id}%22%7D"
-    )
+    call_logs = f'{{{LOKI_SVC}}} | voice_call_id="$call_id"'
     panels = [
         text(
             "How to use",
@@ -869,7 +930,6 @@ def call_explorer() -> Json:
             [jaeger_search("voice.call", 'voice.call.id="$call_id"')],
             "none",
             w=12,
-            links=[{"title": "Open in Jaeger UI", "url": jaeger_ui, "targetBlank": True}],
         ),
         table(
             "Turns of this call (Jaeger)",
@@ -966,14 +1026,9 @@ def cost() -> Json:
         ),
         stat(
             "Cost per call-minute",
-            "Cost divided by call minutes over the time range; the alert fires above $0.20.",
-            [
-                prom(
-                    f"sum(increase(voice_cost_usd_total{{{TP}}}[$__range])) / "
-                    f"(sum(increase(voice_call_duration_seconds_sum{{{TP}}}[$__range])) / 60)",
-                    "USD/min",
-                )
-            ],
+            "Cost of the calls that ended in the time range divided by their minutes (as "
+            "the CostPerCallMinuteHigh alert computes it); the alert fires above $0.20.",
+            [prom(cost_per_call_minute(TP, "$__range"), "USD/min", instant=True)],
             "currencyUSD",
             thresholds=[(None, "green"), (0.15, "yellow"), (COST_PER_MINUTE_BUDGET_USD, "red")],
             decimals=3,
@@ -1007,16 +1062,9 @@ def cost() -> Json:
         ),
         timeseries(
             "Cost per call-minute by pipeline",
-            "increase(voice_cost_usd_total) / (increase(voice_call_duration_seconds_sum) / 60) "
-            "per pipeline over a 15-minute window; the red line is the $0.20/min alert.",
-            [
-                prom(
-                    f"sum by (pipeline) (increase(voice_cost_usd_total{{{TP}}}[15m])) / "
-                    f"(sum by (pipeline) (increase(voice_call_duration_seconds_sum{{{TP}}}[15m]))"
-                    " / 60)",
-                    "{{pipeline}}",
-                )
-            ],
+            "Cost of the calls that ended over their minutes, per pipeline over 30-minute "
+            "windows: the CostPerCallMinuteHigh alert's own figure; the red line is $0.20/min.",
+            [prom(cost_per_call_minute(TP, "30m", "pipeline"), "{{pipeline}}")],
             "currencyUSD",
             budget=COST_PER_MINUTE_BUDGET_USD,
         ),
@@ -1299,6 +1347,7 @@ def audio() -> Json:
 
 def providers() -> Json:
     req = f"voice_provider_requests_total{{{PROV}}}"
+    answered = f"voice_provider_requests_total{{{PROV}, {PROVIDER_ANSWERED}}}"
     panels = [
         row("Outcomes and errors"),
         timeseries(
@@ -1316,13 +1365,14 @@ def providers() -> Json:
         ),
         timeseries(
             "Error rate by provider",
-            "Share of requests per provider whose outcome is error, timeout or rate_limited "
-            "(cancelled requests are the engine's choice, not the provider's fault).",
+            "Share of the requests a provider answered whose outcome is error, timeout or "
+            "rate_limited. Cancelled requests (the engine stopped them, e.g. on barge-in) "
+            "count neither as errors nor as answered.",
             [
                 prom(
                     f"sum by (provider) (rate(voice_provider_requests_total{{{PROV}, "
-                    f'outcome=~"error|timeout|rate_limited"}}[$__rate_interval])) / '
-                    f"sum by (provider) (rate({req}[$__rate_interval]))",
+                    f"{PROVIDER_FAULT}}}[$__rate_interval])) / "
+                    f"sum by (provider) (rate({answered}[$__rate_interval]))",
                     "{{provider}}",
                 )
             ],
@@ -1332,13 +1382,14 @@ def providers() -> Json:
         ),
         table(
             "Provider uptime (share of ok, time range)",
-            "Share of each provider's requests with outcome ok over the time range, by "
-            "component: the provider uptime as the engine saw it.",
+            "Share of the requests each provider answered with outcome ok over the time "
+            "range, by component: the provider uptime as the engine saw it (cancelled "
+            "requests left out).",
             [
                 prom(
                     f"sum by (provider, component) (increase(voice_provider_requests_total"
                     f'{{{PROV}, outcome="ok"}}[$__range])) / sum by (provider, component) '
-                    f"(increase({req}[$__range]))",
+                    f"(increase({answered}[$__range]))",
                     "",
                     instant=True,
                     fmt="table",
@@ -1351,11 +1402,12 @@ def providers() -> Json:
         ),
         timeseries(
             "Provider uptime over time",
-            "Share of ok requests per provider over 5-minute windows; dips are outages.",
+            "Share of ok among answered requests per provider over 5-minute windows "
+            "(cancelled left out); dips are outages.",
             [
                 prom(
                     f"sum by (provider) (rate(voice_provider_requests_total{{{PROV}, "
-                    f'outcome="ok"}}[5m])) / sum by (provider) (rate({req}[5m]))',
+                    f'outcome="ok"}}[5m])) / sum by (provider) (rate({answered}[5m]))',
                     "{{provider}}",
                 )
             ],
@@ -1845,15 +1897,13 @@ def executive() -> Json:
     panels = [
         row("Today vs 7 days ago"),
         stat(
-            "Uptime (24h)",
-            "Share of successful blackbox probes of the engine's endpoints over the last "
-            "24 hours (avg_over_time(probe_success)); where no blackbox probes are configured, "
-            "the share of successful Prometheus scrapes of the stack (up). Second value: "
-            "7 days ago.",
+            "Engine uptime (24h)",
+            "Share of the last 24 hours in which the engine was up: it pushed telemetry "
+            "within 3 minutes (job:voiceobs_engine_up:bool, the ServiceTelemetryMissing "
+            "bound), averaged over the selected services. Second value: 7 days ago.",
             _trend(
-                "avg(avg_over_time(probe_success[1d])) or avg(avg_over_time(up[1d]))",
-                "avg(avg_over_time(probe_success[1d] offset 7d)) "
-                "or avg(avg_over_time(up[1d] offset 7d))",
+                f"avg(avg_over_time(job:voiceobs_engine_up:bool{{{SVC}}}[1d]))",
+                f"avg(avg_over_time(job:voiceobs_engine_up:bool{{{SVC}}}[1d] offset 7d))",
             ),
             "percentunit",
             thresholds=[(None, "red"), (0.99, "yellow"), (0.999, "green")],
