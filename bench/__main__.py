@@ -1,7 +1,8 @@
 """``make bench``: the benchmark suite of voiceobs, every figure beside its baseline.
 
 Runs the engine load with event-loop lag, the engine through a Collector outage, HTTP under
-load and the hot path against a private Collector, then the Collector's own throughput; prints
+load and the hot path against a private Collector, then the Collector's own throughput and how
+fast every dashboard panel answers over days of synthetic metrics (bench/panels.py); prints
 a table, writes ``bench/results/<figure>.json`` and, when every part ran, docs/performance.md.
 Exits non-zero only when the harness fails; a missed goal is a result.
 """
@@ -14,13 +15,13 @@ import subprocess
 import sys
 import time
 
-from bench import collector_outage, collector_throughput, engine_load, http_load, report
+from bench import collector_outage, collector_throughput, engine_load, http_load, panels, report
 from bench.collector import HarnessError, PrivateCollector
 from bench.engine_load import REPO_ROOT
 from bench.figures import Figure
 from bench.tools import collector_binary, vegeta, wrk
 
-PARTS = ("engine", "outage", "http", "hotpath", "collector")
+PARTS = ("engine", "outage", "http", "hotpath", "collector", "panels")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -29,7 +30,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--short",
         action="store_true",
         help="CI's form (~5 min): 200 calls for 15 s per mode, a 20 s Collector outage, 10 s "
-        "HTTP and Collector runs, 3 hot-path rounds",
+        "HTTP and Collector runs, 3 hot-path rounds, dashboard panels over a day of metrics",
     )
     parser.add_argument("--calls", help="engine loads, comma-separated (default 50,200,500)")
     parser.add_argument("--seconds", type=float, help="per engine run (default 30)")
@@ -100,7 +101,9 @@ def main(argv: list[str]) -> int:
             figures += hotpath(args.rounds)
         if "collector" in args.parts:
             figures += collector_throughput.measure(args.collector_seconds)
-    except (HarnessError, subprocess.SubprocessError, OSError) as exc:
+        if "panels" in args.parts:
+            figures += panels.measure(args.short)
+    except (HarnessError, panels.PanelBenchError, subprocess.SubprocessError, OSError) as exc:
         print(f"bench: harness error: {exc}", file=sys.stderr)
         return 1
     report.print_table(figures)
@@ -110,7 +113,8 @@ def main(argv: list[str]) -> int:
         f"{', '.join(str(n) for n in args.calls)} calls for {args.seconds:.0f} s per mode, "
         f"a Collector outage of {args.outage_seconds:.0f} s, "
         f"HTTP runs of {args.http_seconds:.0f} s, Collector throughput for "
-        f"{args.collector_seconds:.0f} s"
+        f"{args.collector_seconds:.0f} s, dashboard panels over "
+        f"{(panels.SHORT if args.short else panels.FULL).days:g} d of synthetic metrics"
     )
     if set(args.parts) == set(PARTS):
         report.write_doc(figures, machine, how)

@@ -63,10 +63,12 @@ def run_promtool(
 
 
 def one_value(expr: str, eval_time: str, value: float, labels: str = "{}") -> dict[str, Any]:
+    """A check that ``expr`` gives ``value`` (to 1e-9: promtool compares floats exactly, and
+    0.1 computed as 0.3 / 3 is not 0.1), with ``labels`` (the metric name dropped)."""
     return {
-        "expr": expr,
+        "expr": f"round(({expr}) * 1e9)",
         "eval_time": eval_time,
-        "exp_samples": [{"labels": labels, "value": value}],
+        "exp_samples": [{"labels": labels[labels.index("{") :], "value": round(value * 1e9)}],
     }
 
 
