@@ -170,9 +170,6 @@ def _call_series(tp: dict[str, str], pipeline: tuple[tuple[str, str], ...]) -> I
         "voice_turn_latency_seconds", tp, semconv.TURN_LATENCY_BUCKETS, TURNS_PER_S, 0.7
     )
     yield from _histogram("voice_call_cost_usd", tp, semconv.CALL_COST_BUCKETS, CALLS_PER_S, 0.05)
-    yield from _histogram(
-        "voice_call_stream_restarts", tp, semconv.RESTART_COUNT_BUCKETS, CALLS_PER_S, 1.0
-    )
     stages = (
         ("voice_eou_delay_seconds", "silero", "v5", 0.12),
         ("voice_stt_latency_seconds", stt, stt_m, 0.2),
@@ -208,6 +205,10 @@ def voice_series(size: Size) -> list[Series]:
                     {**inst, "pipeline": name, "direction": direction},
                     semconv.JITTER_BUFFER_BUCKETS, 50.0, 0.045,
                 )  # fmt: skip
+            out += _histogram(
+                "voice_call_stream_restarts", {**inst, "pipeline": name},
+                semconv.RESTART_COUNT_BUCKETS, CALLS_PER_S * size.tenants, 1.0,
+            )  # fmt: skip
             for (provider, _), component in ((pipeline[0], "stt"), (pipeline[2], "tts")):
                 labels = _labels(
                     **inst, pipeline=name, provider=provider, component=component, reason="network"
@@ -231,6 +232,7 @@ def recorded_series(size: Size) -> list[Series]:
         "model": ["m"],
         "route": ["/v1/calls"],
         "direction": ["inbound", "outbound"],
+        "outcome": list(OUTCOMES),
     }
     out: list[Series] = []
     for path in sorted((REPO_ROOT / "prometheus" / "rules").glob("*.yml")):
@@ -388,6 +390,7 @@ class PanelQuery:
     ref: str
     expr: str
     instant: bool
+    exemplar: bool
 
 
 def panel_queries(range_s: float, step_s: int) -> list[PanelQuery]:
@@ -397,7 +400,8 @@ def panel_queries(range_s: float, step_s: int) -> list[PanelQuery]:
         if target["datasource"]["type"] != "prometheus":
             continue
         ref, instant = target.get("refId", "A"), bool(target.get("instant"))
-        out.append(PanelQuery(uid, title, ref, target["expr"], instant))
+        exemplar = bool(target.get("exemplar"))
+        out.append(PanelQuery(uid, title, ref, target["expr"], instant, exemplar))
     return out
 
 
@@ -420,28 +424,29 @@ def measure(short: bool) -> list[Figure]:
         step = grafana_step(range_s)
         start = (end - range_s) // step * step
 
-        def run(expr: str, instant: bool) -> tuple[float, int]:
+        def run(expr: str, instant: bool, exemplar: bool = False) -> tuple[float, int]:
+            span = {"start": f"{start:.0f}", "end": f"{end:.0f}"}
             if instant:
                 took, body = prom.get("/api/v1/query", {"query": expr, "time": f"{end:.0f}"})
             else:
-                params = {
-                    "query": expr,
-                    "start": f"{start:.0f}",
-                    "end": f"{end:.0f}",
-                    "step": str(step),
-                }
-                took, body = prom.get("/api/v1/query_range", params)
+                took, body = prom.get(
+                    "/api/v1/query_range", {"query": expr, **span, "step": str(step)}
+                )
             if body.get("status") != "success":
                 raise PanelBenchError(f"{expr}: {body}")
+            if exemplar:  # Grafana asks for the exemplars of the whole range beside
+                took += prom.get("/api/v1/query_exemplars", {"query": expr, **span})[0]
             return took, len(body["data"]["result"])
 
         baseline = _p95([run("vector(1)", False)[0] for _ in range(size.repeats)]) * 1000
         figures: list[Figure] = []
         for q in panel_queries(range_s, step):
-            took, found = run(q.expr, q.instant)
+            took, found = run(q.expr, q.instant, q.exemplar)
             if not found or not re.search(r"\bvoice_|voiceobs_|:voice|job:", q.expr):
                 continue  # a panel of another exporter, or no data in the synthetic set
-            times = [took] + [run(q.expr, q.instant)[0] for _ in range(size.repeats - 1)]
+            times = [took] + [
+                run(q.expr, q.instant, q.exemplar)[0] for _ in range(size.repeats - 1)
+            ]
             p95 = _p95(times) * 1000
             kind = "instant" if q.instant else "range"
             figures.append(

@@ -25,6 +25,8 @@ SCHEMA_VERSION = 39
 TURN_BUDGET_S = 0.8
 COST_PER_MINUTE_BUDGET_USD = 0.20
 LLM_DURATION_TOP_BUCKET_S = semconv.LLM_DURATION.buckets[-1]
+TURN = "voice_turn_latency_seconds"
+STAGE_LEVEL = "job_tenant_pipeline_provider_model"  # what stage percentiles are recorded by
 
 PROM: Json = {"type": "prometheus", "uid": "prometheus"}
 LOKI: Json = {"type": "loki", "uid": "loki"}
@@ -121,6 +123,43 @@ def quantile(q: float, metric: str, labels: str, by: str = "") -> str:
     )
 
 
+def recorded_quantile(q: float, metric: str, level: str, labels: str, by: str = "") -> str:
+    """A percentile the recording rules keep (``<level>:<metric>:p<NN>_rate5m``), reading a
+    few pre-computed series instead of every bucket over the whole time range. Percentiles do
+    not add up: over several selected series the panel shows the highest."""
+    name = f"{level}:{metric}:p{round(q * 100)}_rate5m"
+    return f"max by ({by}) ({name}{{{labels}}})" if by else f"max({name}{{{labels}}})"
+
+
+def percentiles(
+    qs: tuple[float, ...],
+    metric: str,
+    level: str,
+    labels: str,
+    by: str,
+    legend: str,
+    *,
+    exemplars: bool = True,
+) -> list[Json]:
+    """Targets for recorded percentiles, plus one exemplar-only target: the raw percentile as
+    an instant query (one cheap point, hidden) whose exemplars Grafana fetches for the whole
+    range, so dots still open traces."""
+    targets = [
+        prom(recorded_quantile(q, metric, level, labels, by), legend.format(p=round(q * 100)))
+        for q in qs
+    ]
+    if exemplars:
+        target = prom(
+            quantile(max(qs), metric, labels, by), "exemplars", instant=True, exemplar=True
+        )
+        target[EXEMPLARS_ONLY] = True
+        targets.append(target)
+    return targets
+
+
+EXEMPLARS_ONLY = "_exemplars_only"
+
+
 def loki(expr: str, legend: str = "", *, query_type: str = "range") -> Json:
     """A Loki target."""
     return {
@@ -147,9 +186,24 @@ def jaeger_search(operation: str, tags: str, limit: int = 20) -> Json:
 # --- Panels ----------------------------------------------------------------------------
 
 
+def _hidden(ref_id: str) -> Json:
+    """A field override hiding one query's series (its exemplars stay)."""
+    return {
+        "matcher": {"id": "byFrameRefID", "options": ref_id},
+        "properties": [
+            {"id": "custom.hideFrom", "value": {"legend": True, "tooltip": True, "viz": True}}
+        ],
+    }
+
+
 def _panel(kind: str, title: str, description: str, targets: list[Json], **kw: Any) -> Json:
+    hidden = []
     for i, target in enumerate(targets):
         target["refId"] = chr(ord("A") + i)
+        if target.pop(EXEMPLARS_ONLY, False):
+            hidden.append(_hidden(target["refId"]))
+    if hidden:
+        kw["fieldConfig"]["overrides"] += hidden
     ds = targets[0]["datasource"] if targets else PROM
     panel: Json = {
         "type": kind,
@@ -252,14 +306,17 @@ def stat(
     *,
     thresholds: list[tuple[float | None, str]] | None = None,
     data_links: list[Json] | None = None,
-    sparkline: bool = True,
     decimals: int | None = None,
     mappings: list[Json] | None = None,
     **kw: Any,
 ) -> Json:
-    """A stat with a sparkline (graphMode area)."""
+    """A single number. Its Prometheus queries are instant: one evaluation at the end of the
+    range, not one per step of a range query that the stat would reduce to its last value."""
     kw.setdefault("w", 6)
     kw.setdefault("h", 5)
+    for target in targets:
+        if target["datasource"] == PROM:
+            target.update(instant=True, range=False)
     return _panel(
         "stat",
         title,
@@ -277,7 +334,7 @@ def stat(
         },
         options={
             "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            "graphMode": "area" if sparkline else "none",
+            "graphMode": "none",
             "colorMode": "value",
             "justifyMode": "auto",
             "textMode": "auto",
@@ -682,17 +739,18 @@ def overview() -> Json:
         row("Are we fast?"),
         timeseries(
             "Turn latency P50 / P95 / P99 by pipeline",
-            "User end of speech to agent first audio, percentiles from the "
-            "voice_turn_latency_seconds histogram per pipeline. " + BUDGET_NOTE + " "
+            "User end of speech to agent first audio, percentiles of the "
+            "voice_turn_latency_seconds histogram per pipeline (recorded every 5 min per "
+            "tenant and pipeline; over several tenants, the highest). " + BUDGET_NOTE + " "
             "Exemplar dots open the turn's trace.",
-            [
-                prom(
-                    quantile(q, "voice_turn_latency_seconds", TP, "pipeline"),
-                    f"P{int(q * 100)} {{{{pipeline}}}}",
-                    exemplar=True,
-                )
-                for q in (0.5, 0.95, 0.99)
-            ],
+            percentiles(
+                (0.5, 0.95, 0.99),
+                TURN,
+                "job_tenant_pipeline",
+                TP,
+                "pipeline",
+                "P{p} {{{{pipeline}}}}",
+            ),
             "s",
             budget=TURN_BUDGET_S,
             w=16,
@@ -753,16 +811,11 @@ def latency() -> Json:
         row("Turn latency"),
         timeseries(
             "Turn latency P50 / P95 / P99",
-            "Percentiles of voice_turn_latency_seconds over the selected tenants and "
-            "pipelines. " + BUDGET_NOTE + " Click an exemplar to open that turn's trace.",
-            [
-                prom(
-                    quantile(q, "voice_turn_latency_seconds", TP),
-                    f"P{int(q * 100)}",
-                    exemplar=True,
-                )
-                for q in (0.5, 0.95, 0.99)
-            ],
+            "Percentiles of voice_turn_latency_seconds (recorded every 5 min per tenant "
+            "and pipeline): over several tenants or pipelines, the highest. "
+            + BUDGET_NOTE
+            + " Click an exemplar to open that turn's trace.",
+            percentiles((0.5, 0.95, 0.99), TURN, "job_tenant_pipeline", TP, "", "P{p}"),
             "s",
             budget=TURN_BUDGET_S,
             data_links=[link_to("voiceobs-call-explorer")],
@@ -785,13 +838,7 @@ def latency() -> Json:
         timeseries(
             "Turn latency P95 by tenant",
             "P95 turn latency per tenant, to spot one customer's slow pipeline. " + BUDGET_NOTE,
-            [
-                prom(
-                    quantile(0.95, "voice_turn_latency_seconds", TP, "tenant"),
-                    "{{tenant}}",
-                    exemplar=True,
-                )
-            ],
+            percentiles((0.95,), TURN, "job_tenant_pipeline", TP, "tenant", "{{{{tenant}}}}"),
             "s",
             budget=TURN_BUDGET_S,
         ),
@@ -816,15 +863,17 @@ def latency() -> Json:
         panels.append(
             timeseries(
                 f"{name} P95 by provider and model",
-                f"P95 of {metric} per provider and model; the turn budget line shows how much "
-                "of the 800 ms this stage alone uses.",
-                [
-                    prom(
-                        quantile(0.95, metric, TPP, "provider, model"),
-                        "{{provider}} {{model}}",
-                        exemplar=True,
-                    )
-                ],
+                f"P95 of {metric} per provider and model (recorded every 5 min; over several "
+                "tenants or pipelines, the highest); the turn budget line shows how much of "
+                "the 800 ms this stage alone uses.",
+                percentiles(
+                    (0.95,),
+                    metric,
+                    STAGE_LEVEL,
+                    TPP,
+                    "provider, model",
+                    "{{{{provider}}}} {{{{model}}}}",
+                ),
                 "s",
                 budget=TURN_BUDGET_S,
                 data_links=[link_to("voiceobs-providers")],
@@ -837,13 +886,14 @@ def latency() -> Json:
             "budget, since the agent speaks while the LLM streams. A percentile cannot "
             "exceed the histogram's highest finite bucket: the panel beside it shows the "
             "share of responses beyond that bound.",
-            [
-                prom(
-                    quantile(0.95, "voice_llm_duration_seconds", TPP, "provider, model"),
-                    "{{provider}} {{model}}",
-                    exemplar=True,
-                )
-            ],
+            percentiles(
+                (0.95,),
+                "voice_llm_duration_seconds",
+                STAGE_LEVEL,
+                TPP,
+                "provider, model",
+                "{{{{provider}}}} {{{{model}}}}",
+            ),
             "s",
             w=16,
         )
@@ -972,13 +1022,9 @@ def call_explorer() -> Json:
             "P95 turn latency for the selected tenant/pipeline around the call's time; "
             "exemplar dots carry trace_id and voice_call_id and open the trace or this "
             "explorer for another call. " + BUDGET_NOTE,
-            [
-                prom(
-                    quantile(0.95, "voice_turn_latency_seconds", TP, "pipeline"),
-                    "P95 {{pipeline}}",
-                    exemplar=True,
-                )
-            ],
+            percentiles(
+                (0.95,), TURN, "job_tenant_pipeline", TP, "pipeline", "P95 {{{{pipeline}}}}"
+            ),
             "s",
             budget=TURN_BUDGET_S,
         ),
@@ -986,13 +1032,14 @@ def call_explorer() -> Json:
             "Cost per call P95 with exemplars",
             "P95 of voice_call_cost_usd (cost of each call at its end); exemplars point at "
             "expensive calls.",
-            [
-                prom(
-                    quantile(0.95, "voice_call_cost_usd", TP, "pipeline"),
-                    "P95 {{pipeline}}",
-                    exemplar=True,
-                )
-            ],
+            percentiles(
+                (0.95,),
+                "voice_call_cost_usd",
+                "job_tenant_pipeline",
+                TP,
+                "pipeline",
+                "P95 {{{{pipeline}}}}",
+            ),
             "currencyUSD",
         ),
     ]
@@ -1050,14 +1097,14 @@ def cost() -> Json:
         timeseries(
             "Cost per call P50 / P95 / P99",
             "Percentiles of the per-call cost histogram (voice_call_cost_usd), by pipeline.",
-            [
-                prom(
-                    quantile(q, "voice_call_cost_usd", TP, "pipeline"),
-                    f"P{int(q * 100)} {{{{pipeline}}}}",
-                    exemplar=True,
-                )
-                for q in (0.5, 0.95, 0.99)
-            ],
+            percentiles(
+                (0.5, 0.95, 0.99),
+                "voice_call_cost_usd",
+                "job_tenant_pipeline",
+                TP,
+                "pipeline",
+                "P{p} {{{{pipeline}}}}",
+            ),
             "currencyUSD",
         ),
         timeseries(
@@ -1212,14 +1259,15 @@ def audio() -> Json:
             "Restarts per call P50 / P95 / P99",
             "Percentiles of voice_call_stream_restarts (streaming restarts counted per call, "
             "recorded at call end), by pipeline.",
-            [
-                prom(
-                    quantile(q, "voice_call_stream_restarts", PIPE, "pipeline"),
-                    f"P{int(q * 100)} {{{{pipeline}}}}",
-                    exemplar=True,
-                )
-                for q in (0.5, 0.95, 0.99)
-            ],
+            percentiles(
+                (0.5, 0.95, 0.99),
+                "voice_call_stream_restarts",
+                "job_pipeline",
+                PIPE,
+                "pipeline",
+                "P{p} {{{{pipeline}}}}",
+                exemplars=False,
+            ),
             "short",
         ),
         stat(
@@ -1277,18 +1325,15 @@ def audio() -> Json:
                 f"Depth of the {direction} jitter buffer (seconds of audio buffered), "
                 "percentiles over calls by pipeline; rising P95 means network jitter or a "
                 "slow consumer.",
-                [
-                    prom(
-                        quantile(
-                            q,
-                            "voice_jitter_buffer_depth_seconds",
-                            f'{PIPE}, direction="{direction}"',
-                            "pipeline",
-                        ),
-                        f"P{int(q * 100)} {{{{pipeline}}}}",
-                    )
-                    for q in (0.5, 0.95)
-                ],
+                percentiles(
+                    (0.5, 0.95),
+                    "voice_jitter_buffer_depth_seconds",
+                    "job_pipeline_direction",
+                    f'{PIPE}, direction="{direction}"',
+                    "pipeline",
+                    "P{p} {{{{pipeline}}}}",
+                    exemplars=False,
+                ),
                 "s",
             )
         )
@@ -1346,20 +1391,15 @@ def audio() -> Json:
 
 
 def providers() -> Json:
-    req = f"voice_provider_requests_total{{{PROV}}}"
     answered = f"voice_provider_requests_total{{{PROV}, {PROVIDER_ANSWERED}}}"
+    rates = "job_provider_component_outcome:voice_provider_requests:rate5m"
     panels = [
         row("Outcomes and errors"),
         timeseries(
             "Requests by outcome",
             "Provider requests per second by provider and outcome (ok, error, timeout, "
-            "rate_limited, cancelled).",
-            [
-                prom(
-                    f"sum by (provider, outcome) (rate({req}[$__rate_interval]))",
-                    "{{provider}} {{outcome}}",
-                )
-            ],
+            "rate_limited, cancelled), over 5-minute windows (recorded).",
+            [prom(f"sum by (provider, outcome) ({rates}{{{PROV}}})", "{{provider}} {{outcome}}")],
             "reqps",
             stack=True,
         ),
@@ -1367,12 +1407,11 @@ def providers() -> Json:
             "Error rate by provider",
             "Share of the requests a provider answered whose outcome is error, timeout or "
             "rate_limited. Cancelled requests (the engine stopped them, e.g. on barge-in) "
-            "count neither as errors nor as answered.",
+            "count neither as errors nor as answered. Over 5-minute windows (recorded).",
             [
                 prom(
-                    f"sum by (provider) (rate(voice_provider_requests_total{{{PROV}, "
-                    f"{PROVIDER_FAULT}}}[$__rate_interval])) / "
-                    f"sum by (provider) (rate({answered}[$__rate_interval]))",
+                    f"sum by (provider) ({rates}{{{PROV}, {PROVIDER_FAULT}}}) / "
+                    f"sum by (provider) ({rates}{{{PROV}, {PROVIDER_ANSWERED}}})",
                     "{{provider}}",
                 )
             ],
@@ -1406,8 +1445,8 @@ def providers() -> Json:
             "(cancelled left out); dips are outages.",
             [
                 prom(
-                    f"sum by (provider) (rate(voice_provider_requests_total{{{PROV}, "
-                    f'outcome="ok"}}[5m])) / sum by (provider) (rate({answered}[5m]))',
+                    f'sum by (provider) ({rates}{{{PROV}, outcome="ok"}}) / '
+                    f"sum by (provider) ({rates}{{{PROV}, {PROVIDER_ANSWERED}}})",
                     "{{provider}}",
                 )
             ],
@@ -1444,12 +1483,16 @@ def providers() -> Json:
             "P95 of the provider-facing stage latencies (STT finalisation, LLM TTFT, TTS "
             "TTFB) per provider. " + BUDGET_NOTE,
             [
-                prom(
-                    quantile(0.95, metric, TPP, "provider"),
-                    f"{name} {{{{provider}}}}",
-                    exemplar=True,
-                )
+                target
                 for metric, name in STAGES[1:]
+                for target in percentiles(
+                    (0.95,),
+                    metric,
+                    STAGE_LEVEL,
+                    TPP,
+                    "provider",
+                    f"{name} {{{{{{{{provider}}}}}}}}",
+                )
             ],
             "s",
             budget=TURN_BUDGET_S,
@@ -1960,7 +2003,6 @@ def executive() -> Json:
             "percentunit",
             thresholds=[(None, "green"), (0.1, "yellow"), (0.3, "red")],
             decimals=1,
-            sparkline=True,
         ),
         stat(
             "Latency change vs last week",
