@@ -2,7 +2,8 @@
 
 Runs the engine load with event-loop lag, the engine through a Collector outage, HTTP under
 load and the hot path against a private Collector, then the Collector's own throughput and how
-fast every dashboard panel answers over days of synthetic metrics (bench/panels.py); prints
+fast every dashboard panel answers over days of synthetic metrics (bench/panels.py) and what a
+log line and an engine restart cost in Loki (bench/loki_lean.py); prints
 a table, writes ``bench/results/<figure>.json`` and, when every part ran, docs/performance.md.
 Exits non-zero only when the harness fails; a missed goal is a result.
 """
@@ -15,13 +16,21 @@ import subprocess
 import sys
 import time
 
-from bench import collector_outage, collector_throughput, engine_load, http_load, panels, report
+from bench import (
+    collector_outage,
+    collector_throughput,
+    engine_load,
+    http_load,
+    loki_lean,
+    panels,
+    report,
+)
 from bench.collector import HarnessError, PrivateCollector
 from bench.engine_load import REPO_ROOT
 from bench.figures import Figure
 from bench.tools import collector_binary, vegeta, wrk
 
-PARTS = ("engine", "outage", "http", "hotpath", "collector", "panels")
+PARTS = ("engine", "outage", "http", "hotpath", "collector", "panels", "loki")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -103,7 +112,15 @@ def main(argv: list[str]) -> int:
             figures += collector_throughput.measure(args.collector_seconds)
         if "panels" in args.parts:
             figures += panels.measure(args.short)
-    except (HarnessError, panels.PanelBenchError, subprocess.SubprocessError, OSError) as exc:
+        if "loki" in args.parts:
+            figures += loki_lean.measure(args.short)
+    except (
+        HarnessError,
+        panels.PanelBenchError,
+        loki_lean.LokiBenchError,
+        subprocess.SubprocessError,
+        OSError,
+    ) as exc:
         print(f"bench: harness error: {exc}", file=sys.stderr)
         return 1
     report.print_table(figures)
