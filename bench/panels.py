@@ -233,6 +233,7 @@ def recorded_series(size: Size) -> list[Series]:
         "route": ["/v1/calls"],
         "direction": ["inbound", "outbound"],
         "outcome": list(OUTCOMES),
+        "le": [f"{b:g}" for b in semconv.TURN_LATENCY_BUCKETS] + ["+Inf"],
     }
     out: list[Series] = []
     for path in sorted((REPO_ROOT / "prometheus" / "rules").glob("*.yml")):

@@ -822,14 +822,14 @@ def latency() -> Json:
         ),
         heatmap(
             "Turn latency heatmap",
-            "Distribution of turn latency per time bucket from the histogram buckets "
-            "(turns per bucket); exemplars mark individual turns linked to their traces.",
+            "Distribution of turn latency over time: turns per second in each histogram "
+            "bucket (recorded every 5 min per tenant and pipeline). The percentile panels "
+            "carry the exemplars.",
             [
                 prom(
-                    f"sum by (le) (increase(voice_turn_latency_seconds_bucket{{{TP}}}"
-                    "[$__rate_interval]))",
+                    "sum by (le) (job_tenant_pipeline_le:voice_turn_latency_seconds_bucket:rate5m"
+                    f"{{{TP}}})",
                     "{{le}}",
-                    exemplar=True,
                     fmt="heatmap",
                 )
             ],
@@ -1340,11 +1340,13 @@ def audio() -> Json:
     panels += [
         heatmap(
             "Jitter-buffer depth distribution",
-            "All directions: how many per-second depth samples fell in each bucket.",
+            "All directions: depth samples per second in each bucket (recorded every 5 min "
+            "per pipeline and direction).",
             [
                 prom(
-                    f"sum by (le) (increase(voice_jitter_buffer_depth_seconds_bucket{{{PIPE}}}"
-                    "[$__rate_interval]))",
+                    "sum by (le) ("
+                    "job_pipeline_direction_le:voice_jitter_buffer_depth_seconds_bucket:rate5m"
+                    f"{{{PIPE}}})",
                     "{{le}}",
                     fmt="heatmap",
                 )
