@@ -2,8 +2,10 @@
 
 Runs the engine load with event-loop lag, the engine through a Collector outage, HTTP under
 load and the hot path against a private Collector, then the Collector's own throughput, the
-Pipecat adapter beside Pipecat's own tracing, and freshness (turn end → queryable) on the
-native stack, started if it is not running; prints
+Pipecat adapter beside Pipecat's own tracing, freshness (turn end → queryable) on the native
+stack, started if it is not running, how fast every dashboard panel answers over days of
+synthetic metrics (bench/panels.py) and what a log line and an engine restart cost in Loki
+(bench/loki_lean.py); prints
 a table, writes ``bench/results/<figure>.json`` and, when every part ran, docs/performance.md.
 Exits non-zero only when the harness fails; a missed goal is a result.
 """
@@ -23,6 +25,8 @@ from bench import (
     frameworks,
     freshness,
     http_load,
+    loki_lean,
+    panels,
     report,
 )
 from bench.collector import HarnessError, PrivateCollector
@@ -30,7 +34,9 @@ from bench.engine_load import REPO_ROOT
 from bench.figures import Figure
 from bench.tools import collector_binary, vegeta, wrk
 
-PARTS = ("engine", "outage", "http", "hotpath", "collector", "frameworks", "freshness")
+PARTS = (
+    "engine", "outage", "http", "hotpath", "collector", "frameworks", "freshness", "panels", "loki",
+)  # fmt: skip
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -38,9 +44,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--short",
         action="store_true",
-        help="CI's form (~6 min): 200 calls for 15 s per mode, a 20 s Collector outage, 10 s "
+        help="CI's form (~8 min): 200 calls for 15 s per mode, a 20 s Collector outage, 10 s "
         "HTTP and Collector runs, 3 hot-path rounds, one round of the framework adapter (~35 s), "
-        "15 turns per freshness run",
+        "15 turns per freshness run, dashboard panels over a day of metrics",
     )
     parser.add_argument("--calls", help="engine loads, comma-separated (default 50,200,500)")
     parser.add_argument("--seconds", type=float, help="per engine run (default 30)")
@@ -116,7 +122,17 @@ def main(argv: list[str]) -> int:
             figures += frameworks.measure(args.short)
         if "freshness" in args.parts:
             figures += freshness.measure(args.freshness_turns)
-    except (HarnessError, subprocess.SubprocessError, OSError) as exc:
+        if "panels" in args.parts:
+            figures += panels.measure(args.short)
+        if "loki" in args.parts:
+            figures += loki_lean.measure(args.short)
+    except (
+        HarnessError,
+        panels.PanelBenchError,
+        loki_lean.LokiBenchError,
+        subprocess.SubprocessError,
+        OSError,
+    ) as exc:
         print(f"bench: harness error: {exc}", file=sys.stderr)
         return 1
     report.print_table(figures)
@@ -126,7 +142,9 @@ def main(argv: list[str]) -> int:
         f"{', '.join(str(n) for n in args.calls)} calls for {args.seconds:.0f} s per mode, "
         f"a Collector outage of {args.outage_seconds:.0f} s, "
         f"HTTP runs of {args.http_seconds:.0f} s, Collector throughput for "
-        f"{args.collector_seconds:.0f} s, {args.freshness_turns} turns per freshness run"
+        f"{args.collector_seconds:.0f} s, {args.freshness_turns} turns per freshness run, "
+        f"dashboard panels over {(panels.SHORT if args.short else panels.FULL).days:g} d of "
+        "synthetic metrics"
     )
     if set(args.parts) == set(PARTS):
         report.write_doc(figures, machine, how)

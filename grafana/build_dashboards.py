@@ -18,9 +18,15 @@ Json = dict[str, Any]
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "dashboards"
+sys.path.insert(0, str(HERE.parent))
+from voiceobs import semconv  # noqa: E402  (the telemetry contract: buckets)
+
 SCHEMA_VERSION = 39
 TURN_BUDGET_S = 0.8
 COST_PER_MINUTE_BUDGET_USD = 0.20
+LLM_DURATION_TOP_BUCKET_S = semconv.LLM_DURATION.buckets[-1]
+TURN = "voice_turn_latency_seconds"
+STAGE_LEVEL = "job_tenant_pipeline_provider_model"  # what stage percentiles are recorded by
 
 PROM: Json = {"type": "prometheus", "uid": "prometheus"}
 LOKI: Json = {"type": "loki", "uid": "loki"}
@@ -28,11 +34,34 @@ JAEGER: Json = {"type": "jaeger", "uid": "jaeger"}
 
 # Label filters shared by every voice query. Multi-value variables are always matched
 # with =~ (Grafana renders a multi selection as a regex alternation).
-SVC = 'job=~"$service"'
+# The service identity: Prometheus' job is service.namespace/service.name (remote write
+# joins the two), Loki's service_name and Jaeger's service are service.name alone.
+# $service holds jobs; a link that knows only service.name (a Loki log line) still
+# selects its job, because the optional "<namespace>/" prefix is matched here.
+SVC = 'job=~"(.+/)?($service)"'
+# service.name of the selected jobs, for Loki stream selectors and Jaeger searches.
+LOKI_SVC = 'service_name=~"$service_name"'
 TP = f'{SVC}, tenant=~"$tenant", pipeline=~"$pipeline"'
 TPP = f'{TP}, provider=~"$provider"'
 PIPE = f'{SVC}, pipeline=~"$pipeline"'
 PROV = f'{SVC}, provider=~"$provider"'
+
+# A provider's faults among the requests it answered: a cancelled request (the engine
+# stopped it, e.g. on barge-in) is neither a fault nor a success. The recording rule
+# provider_component:voice_provider_requests:error_ratio_rate5m uses the same two.
+PROVIDER_FAULT = 'outcome=~"error|timeout|rate_limited"'
+PROVIDER_ANSWERED = 'outcome!="cancelled"'
+
+
+def cost_per_call_minute(labels: str, window: str, by: str = "") -> str:
+    """Dollars per call-minute as the CostPerCallMinuteHigh rule computes it: the cost of
+    the calls that ended (voice_call_cost_usd) over those same calls' minutes."""
+    group = f"sum by ({by}) " if by else "sum "
+    return (
+        f"{group}(increase(voice_call_cost_usd_sum{{{labels}}}[{window}])) / "
+        f"({group}(increase(voice_call_duration_seconds_sum{{{labels}}}[{window}])) / 60)"
+    )
+
 
 VAR_QUERY = "&${service:queryparam}&${tenant:queryparam}&${pipeline:queryparam}"
 RANGE = "?${__url_time_range}"
@@ -94,6 +123,43 @@ def quantile(q: float, metric: str, labels: str, by: str = "") -> str:
     )
 
 
+def recorded_quantile(q: float, metric: str, level: str, labels: str, by: str = "") -> str:
+    """A percentile the recording rules keep (``<level>:<metric>:p<NN>_rate5m``), reading a
+    few pre-computed series instead of every bucket over the whole time range. Percentiles do
+    not add up: over several selected series the panel shows the highest."""
+    name = f"{level}:{metric}:p{round(q * 100)}_rate5m"
+    return f"max by ({by}) ({name}{{{labels}}})" if by else f"max({name}{{{labels}}})"
+
+
+def percentiles(
+    qs: tuple[float, ...],
+    metric: str,
+    level: str,
+    labels: str,
+    by: str,
+    legend: str,
+    *,
+    exemplars: bool = True,
+) -> list[Json]:
+    """Targets for recorded percentiles, plus one exemplar-only target: the raw percentile as
+    an instant query (one cheap point, hidden) whose exemplars Grafana fetches for the whole
+    range, so dots still open traces."""
+    targets = [
+        prom(recorded_quantile(q, metric, level, labels, by), legend.format(p=round(q * 100)))
+        for q in qs
+    ]
+    if exemplars:
+        target = prom(
+            quantile(max(qs), metric, labels, by), "exemplars", instant=True, exemplar=True
+        )
+        target[EXEMPLARS_ONLY] = True
+        targets.append(target)
+    return targets
+
+
+EXEMPLARS_ONLY = "_exemplars_only"
+
+
 def loki(expr: str, legend: str = "", *, query_type: str = "range") -> Json:
     """A Loki target."""
     return {
@@ -110,7 +176,7 @@ def jaeger_search(operation: str, tags: str, limit: int = 20) -> Json:
     return {
         "datasource": JAEGER,
         "queryType": "search",
-        "service": "$service",
+        "service": "$service_name",
         "operation": operation,
         "tags": tags,
         "limit": limit,
@@ -120,9 +186,24 @@ def jaeger_search(operation: str, tags: str, limit: int = 20) -> Json:
 # --- Panels ----------------------------------------------------------------------------
 
 
+def _hidden(ref_id: str) -> Json:
+    """A field override hiding one query's series (its exemplars stay)."""
+    return {
+        "matcher": {"id": "byFrameRefID", "options": ref_id},
+        "properties": [
+            {"id": "custom.hideFrom", "value": {"legend": True, "tooltip": True, "viz": True}}
+        ],
+    }
+
+
 def _panel(kind: str, title: str, description: str, targets: list[Json], **kw: Any) -> Json:
+    hidden = []
     for i, target in enumerate(targets):
         target["refId"] = chr(ord("A") + i)
+        if target.pop(EXEMPLARS_ONLY, False):
+            hidden.append(_hidden(target["refId"]))
+    if hidden:
+        kw["fieldConfig"]["overrides"] += hidden
     ds = targets[0]["datasource"] if targets else PROM
     panel: Json = {
         "type": kind,
@@ -225,14 +306,17 @@ def stat(
     *,
     thresholds: list[tuple[float | None, str]] | None = None,
     data_links: list[Json] | None = None,
-    sparkline: bool = True,
     decimals: int | None = None,
     mappings: list[Json] | None = None,
     **kw: Any,
 ) -> Json:
-    """A stat with a sparkline (graphMode area)."""
+    """A single number. Its Prometheus queries are instant: one evaluation at the end of the
+    range, not one per step of a range query that the stat would reduce to its last value."""
     kw.setdefault("w", 6)
     kw.setdefault("h", 5)
+    for target in targets:
+        if target["datasource"] == PROM:
+            target.update(instant=True, range=False)
     return _panel(
         "stat",
         title,
@@ -250,7 +334,7 @@ def stat(
         },
         options={
             "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            "graphMode": "area" if sparkline else "none",
+            "graphMode": "none",
             "colorMode": "value",
             "justifyMode": "auto",
             "textMode": "auto",
@@ -444,11 +528,30 @@ def _var(name: str, label: str, query: str, *, all_value: str = ".*", multi: boo
     }
 
 
-def standard_variables(*, single_service: bool = False) -> list[Json]:
-    """service, tenant, pipeline and provider, each from label_values of a voice metric.
+SERVICE_NAME_REGEX = r"/^(?:.*\/)?([^\/]+)$/"
+"""Grafana variable regex: the service.name part of a job (``ns/name`` or ``name``)."""
 
-    ``service`` is the Prometheus ``job`` (the engine's service.name); its All value is
-    ``.+`` because Loki refuses a stream selector that matches the empty string.
+
+def service_name_variable() -> Json:
+    """Hidden: the service.name of every job ``$service`` selects (Loki, Jaeger).
+
+    It has no All value of its own, so "All" (its only state) renders as the alternation
+    of its options, which are exactly the selected services' names.
+    """
+    variable = _var(
+        "service_name",
+        "Service name",
+        f"label_values(voice_calls_total{{{SVC}}}, job)",
+    )
+    variable.update(regex=SERVICE_NAME_REGEX, allValue=None, hide=2)
+    return variable
+
+
+def standard_variables(*, single_service: bool = False) -> list[Json]:
+    """service (+ hidden service_name), tenant, pipeline and provider, from label_values.
+
+    ``service`` is the Prometheus ``job`` (service.namespace/service.name, or service.name
+    alone); its All value is ``.+``. ``service_name`` follows it for Loki and Jaeger.
     """
     service = _var(
         "service",
@@ -459,6 +562,7 @@ def standard_variables(*, single_service: bool = False) -> list[Json]:
     )
     return [
         service,
+        service_name_variable(),
         _var("tenant", "Tenant", f"label_values(voice_calls_total{{{SVC}}}, tenant)"),
         _var(
             "pipeline",
@@ -603,15 +707,9 @@ def overview() -> Json:
         ),
         stat(
             "Cost per call-minute",
-            "AI cost (STT + LLM + TTS) divided by call minutes over the time range; "
-            "alert threshold $0.20/min.",
-            [
-                prom(
-                    f"sum(increase(voice_cost_usd_total{{{TP}}}[$__range])) / "
-                    f"(sum(increase(voice_call_duration_seconds_sum{{{TP}}}[$__range])) / 60)",
-                    "USD/min",
-                )
-            ],
+            "Cost of the calls that ended in the time range divided by their minutes (as "
+            "the CostPerCallMinuteHigh alert computes it); alert threshold $0.20/min.",
+            [prom(cost_per_call_minute(TP, "$__range"), "USD/min", instant=True)],
             "currencyUSD",
             thresholds=[(None, "green"), (0.15, "yellow"), (COST_PER_MINUTE_BUDGET_USD, "red")],
             decimals=3,
@@ -641,17 +739,18 @@ def overview() -> Json:
         row("Are we fast?"),
         timeseries(
             "Turn latency P50 / P95 / P99 by pipeline",
-            "User end of speech to agent first audio, percentiles from the "
-            "voice_turn_latency_seconds histogram per pipeline. " + BUDGET_NOTE + " "
+            "User end of speech to agent first audio, percentiles of the "
+            "voice_turn_latency_seconds histogram per pipeline (recorded every 5 min per "
+            "tenant and pipeline; over several tenants, the highest). " + BUDGET_NOTE + " "
             "Exemplar dots open the turn's trace.",
-            [
-                prom(
-                    quantile(q, "voice_turn_latency_seconds", TP, "pipeline"),
-                    f"P{int(q * 100)} {{{{pipeline}}}}",
-                    exemplar=True,
-                )
-                for q in (0.5, 0.95, 0.99)
-            ],
+            percentiles(
+                (0.5, 0.95, 0.99),
+                TURN,
+                "job_tenant_pipeline",
+                TP,
+                "pipeline",
+                "P{p} {{{{pipeline}}}}",
+            ),
             "s",
             budget=TURN_BUDGET_S,
             w=16,
@@ -712,30 +811,25 @@ def latency() -> Json:
         row("Turn latency"),
         timeseries(
             "Turn latency P50 / P95 / P99",
-            "Percentiles of voice_turn_latency_seconds over the selected tenants and "
-            "pipelines. " + BUDGET_NOTE + " Click an exemplar to open that turn's trace.",
-            [
-                prom(
-                    quantile(q, "voice_turn_latency_seconds", TP),
-                    f"P{int(q * 100)}",
-                    exemplar=True,
-                )
-                for q in (0.5, 0.95, 0.99)
-            ],
+            "Percentiles of voice_turn_latency_seconds (recorded every 5 min per tenant "
+            "and pipeline): over several tenants or pipelines, the highest. "
+            + BUDGET_NOTE
+            + " Click an exemplar to open that turn's trace.",
+            percentiles((0.5, 0.95, 0.99), TURN, "job_tenant_pipeline", TP, "", "P{p}"),
             "s",
             budget=TURN_BUDGET_S,
             data_links=[link_to("voiceobs-call-explorer")],
         ),
         heatmap(
             "Turn latency heatmap",
-            "Distribution of turn latency per time bucket from the histogram buckets "
-            "(turns per bucket); exemplars mark individual turns linked to their traces.",
+            "Distribution of turn latency over time: turns per second in each histogram "
+            "bucket (recorded every 5 min per tenant and pipeline). The percentile panels "
+            "carry the exemplars.",
             [
                 prom(
-                    f"sum by (le) (increase(voice_turn_latency_seconds_bucket{{{TP}}}"
-                    "[$__rate_interval]))",
+                    "sum by (le) (job_tenant_pipeline_le:voice_turn_latency_seconds_bucket:rate5m"
+                    f"{{{TP}}})",
                     "{{le}}",
-                    exemplar=True,
                     fmt="heatmap",
                 )
             ],
@@ -744,13 +838,7 @@ def latency() -> Json:
         timeseries(
             "Turn latency P95 by tenant",
             "P95 turn latency per tenant, to spot one customer's slow pipeline. " + BUDGET_NOTE,
-            [
-                prom(
-                    quantile(0.95, "voice_turn_latency_seconds", TP, "tenant"),
-                    "{{tenant}}",
-                    exemplar=True,
-                )
-            ],
+            percentiles((0.95,), TURN, "job_tenant_pipeline", TP, "tenant", "{{{{tenant}}}}"),
             "s",
             budget=TURN_BUDGET_S,
         ),
@@ -775,15 +863,17 @@ def latency() -> Json:
         panels.append(
             timeseries(
                 f"{name} P95 by provider and model",
-                f"P95 of {metric} per provider and model; the turn budget line shows how much "
-                "of the 800 ms this stage alone uses.",
-                [
-                    prom(
-                        quantile(0.95, metric, TPP, "provider, model"),
-                        "{{provider}} {{model}}",
-                        exemplar=True,
-                    )
-                ],
+                f"P95 of {metric} per provider and model (recorded every 5 min; over several "
+                "tenants or pipelines, the highest); the turn budget line shows how much of "
+                "the 800 ms this stage alone uses.",
+                percentiles(
+                    (0.95,),
+                    metric,
+                    STAGE_LEVEL,
+                    TPP,
+                    "provider, model",
+                    "{{{{provider}}}} {{{{model}}}}",
+                ),
                 "s",
                 budget=TURN_BUDGET_S,
                 data_links=[link_to("voiceobs-providers")],
@@ -793,16 +883,41 @@ def latency() -> Json:
         timeseries(
             "LLM full response duration P95 by provider and model",
             "P95 of voice_llm_duration_seconds (request to last token); beyond the turn "
-            "budget, since the agent speaks while the LLM streams.",
+            "budget, since the agent speaks while the LLM streams. A percentile cannot "
+            "exceed the histogram's highest finite bucket: the panel beside it shows the "
+            "share of responses beyond that bound.",
+            percentiles(
+                (0.95,),
+                "voice_llm_duration_seconds",
+                STAGE_LEVEL,
+                TPP,
+                "provider, model",
+                "{{{{provider}}}} {{{{model}}}}",
+            ),
+            "s",
+            w=16,
+        )
+    )
+    panels.append(
+        timeseries(
+            "LLM responses longer than the top bucket",
+            f"Share of LLM responses (request to last token) longer than "
+            f"{LLM_DURATION_TOP_BUCKET_S:g} s, the highest finite bucket of "
+            "voice_llm_duration_seconds: where this is above 5 %, the P95 beside it is that "
+            "bound, not the real duration.",
             [
                 prom(
-                    quantile(0.95, "voice_llm_duration_seconds", TPP, "provider, model"),
-                    "{{provider}} {{model}}",
+                    "1 - sum by (provider) (rate(voice_llm_duration_seconds_bucket"
+                    f'{{{TPP}, le=~"{LLM_DURATION_TOP_BUCKET_S:g}(\\\\.0)?"}}[$__rate_interval])) '
+                    "/ sum by (provider) (rate(voice_llm_duration_seconds_count"
+                    f"{{{TPP}}}[$__rate_interval]))",
+                    "{{provider}}",
                     exemplar=True,
                 )
             ],
-            "s",
-            w=24,
+            "percentunit",
+            w=8,
+            maximum=1,
         )
     )
     panels.append(
@@ -849,11 +964,7 @@ def call_explorer() -> Json:
         "description": "The voice.call.id (from an exemplar, a log line or your engine)",
     }
     variables = [*standard_variables(single_service=True), call_variable]
-    call_logs = '{service_name=~"$service"} | voice_call_id="$call_id"'
-    jaeger_ui = (
-        "http://localhost:16686/search?service=${service}&tags="
-        "%7B%22voice.call.id%22%3A%22${call_id}%22%7D"
-    )
+    call_logs = f'{{{LOKI_SVC}}} | voice_call_id="$call_id"'
     panels = [
         text(
             "How to use",
@@ -869,7 +980,6 @@ def call_explorer() -> Json:
             [jaeger_search("voice.call", 'voice.call.id="$call_id"')],
             "none",
             w=12,
-            links=[{"title": "Open in Jaeger UI", "url": jaeger_ui, "targetBlank": True}],
         ),
         table(
             "Turns of this call (Jaeger)",
@@ -912,13 +1022,9 @@ def call_explorer() -> Json:
             "P95 turn latency for the selected tenant/pipeline around the call's time; "
             "exemplar dots carry trace_id and voice_call_id and open the trace or this "
             "explorer for another call. " + BUDGET_NOTE,
-            [
-                prom(
-                    quantile(0.95, "voice_turn_latency_seconds", TP, "pipeline"),
-                    "P95 {{pipeline}}",
-                    exemplar=True,
-                )
-            ],
+            percentiles(
+                (0.95,), TURN, "job_tenant_pipeline", TP, "pipeline", "P95 {{{{pipeline}}}}"
+            ),
             "s",
             budget=TURN_BUDGET_S,
         ),
@@ -926,13 +1032,14 @@ def call_explorer() -> Json:
             "Cost per call P95 with exemplars",
             "P95 of voice_call_cost_usd (cost of each call at its end); exemplars point at "
             "expensive calls.",
-            [
-                prom(
-                    quantile(0.95, "voice_call_cost_usd", TP, "pipeline"),
-                    "P95 {{pipeline}}",
-                    exemplar=True,
-                )
-            ],
+            percentiles(
+                (0.95,),
+                "voice_call_cost_usd",
+                "job_tenant_pipeline",
+                TP,
+                "pipeline",
+                "P95 {{{{pipeline}}}}",
+            ),
             "currencyUSD",
         ),
     ]
@@ -966,14 +1073,9 @@ def cost() -> Json:
         ),
         stat(
             "Cost per call-minute",
-            "Cost divided by call minutes over the time range; the alert fires above $0.20.",
-            [
-                prom(
-                    f"sum(increase(voice_cost_usd_total{{{TP}}}[$__range])) / "
-                    f"(sum(increase(voice_call_duration_seconds_sum{{{TP}}}[$__range])) / 60)",
-                    "USD/min",
-                )
-            ],
+            "Cost of the calls that ended in the time range divided by their minutes (as "
+            "the CostPerCallMinuteHigh alert computes it); the alert fires above $0.20.",
+            [prom(cost_per_call_minute(TP, "$__range"), "USD/min", instant=True)],
             "currencyUSD",
             thresholds=[(None, "green"), (0.15, "yellow"), (COST_PER_MINUTE_BUDGET_USD, "red")],
             decimals=3,
@@ -995,28 +1097,21 @@ def cost() -> Json:
         timeseries(
             "Cost per call P50 / P95 / P99",
             "Percentiles of the per-call cost histogram (voice_call_cost_usd), by pipeline.",
-            [
-                prom(
-                    quantile(q, "voice_call_cost_usd", TP, "pipeline"),
-                    f"P{int(q * 100)} {{{{pipeline}}}}",
-                    exemplar=True,
-                )
-                for q in (0.5, 0.95, 0.99)
-            ],
+            percentiles(
+                (0.5, 0.95, 0.99),
+                "voice_call_cost_usd",
+                "job_tenant_pipeline",
+                TP,
+                "pipeline",
+                "P{p} {{{{pipeline}}}}",
+            ),
             "currencyUSD",
         ),
         timeseries(
             "Cost per call-minute by pipeline",
-            "increase(voice_cost_usd_total) / (increase(voice_call_duration_seconds_sum) / 60) "
-            "per pipeline over a 15-minute window; the red line is the $0.20/min alert.",
-            [
-                prom(
-                    f"sum by (pipeline) (increase(voice_cost_usd_total{{{TP}}}[15m])) / "
-                    f"(sum by (pipeline) (increase(voice_call_duration_seconds_sum{{{TP}}}[15m]))"
-                    " / 60)",
-                    "{{pipeline}}",
-                )
-            ],
+            "Cost of the calls that ended over their minutes, per pipeline over 30-minute "
+            "windows: the CostPerCallMinuteHigh alert's own figure; the red line is $0.20/min.",
+            [prom(cost_per_call_minute(TP, "30m", "pipeline"), "{{pipeline}}")],
             "currencyUSD",
             budget=COST_PER_MINUTE_BUDGET_USD,
         ),
@@ -1164,14 +1259,15 @@ def audio() -> Json:
             "Restarts per call P50 / P95 / P99",
             "Percentiles of voice_call_stream_restarts (streaming restarts counted per call, "
             "recorded at call end), by pipeline.",
-            [
-                prom(
-                    quantile(q, "voice_call_stream_restarts", PIPE, "pipeline"),
-                    f"P{int(q * 100)} {{{{pipeline}}}}",
-                    exemplar=True,
-                )
-                for q in (0.5, 0.95, 0.99)
-            ],
+            percentiles(
+                (0.5, 0.95, 0.99),
+                "voice_call_stream_restarts",
+                "job_pipeline",
+                PIPE,
+                "pipeline",
+                "P{p} {{{{pipeline}}}}",
+                exemplars=False,
+            ),
             "short",
         ),
         stat(
@@ -1229,29 +1325,28 @@ def audio() -> Json:
                 f"Depth of the {direction} jitter buffer (seconds of audio buffered), "
                 "percentiles over calls by pipeline; rising P95 means network jitter or a "
                 "slow consumer.",
-                [
-                    prom(
-                        quantile(
-                            q,
-                            "voice_jitter_buffer_depth_seconds",
-                            f'{PIPE}, direction="{direction}"',
-                            "pipeline",
-                        ),
-                        f"P{int(q * 100)} {{{{pipeline}}}}",
-                    )
-                    for q in (0.5, 0.95)
-                ],
+                percentiles(
+                    (0.5, 0.95),
+                    "voice_jitter_buffer_depth_seconds",
+                    "job_pipeline_direction",
+                    f'{PIPE}, direction="{direction}"',
+                    "pipeline",
+                    "P{p} {{{{pipeline}}}}",
+                    exemplars=False,
+                ),
                 "s",
             )
         )
     panels += [
         heatmap(
             "Jitter-buffer depth distribution",
-            "All directions: how many per-second depth samples fell in each bucket.",
+            "All directions: depth samples per second in each bucket (recorded every 5 min "
+            "per pipeline and direction).",
             [
                 prom(
-                    f"sum by (le) (increase(voice_jitter_buffer_depth_seconds_bucket{{{PIPE}}}"
-                    "[$__rate_interval]))",
+                    "sum by (le) ("
+                    "job_pipeline_direction_le:voice_jitter_buffer_depth_seconds_bucket:rate5m"
+                    f"{{{PIPE}}})",
                     "{{le}}",
                     fmt="heatmap",
                 )
@@ -1298,31 +1393,27 @@ def audio() -> Json:
 
 
 def providers() -> Json:
-    req = f"voice_provider_requests_total{{{PROV}}}"
+    answered = f"voice_provider_requests_total{{{PROV}, {PROVIDER_ANSWERED}}}"
+    rates = "job_provider_component_outcome:voice_provider_requests:rate5m"
     panels = [
         row("Outcomes and errors"),
         timeseries(
             "Requests by outcome",
             "Provider requests per second by provider and outcome (ok, error, timeout, "
-            "rate_limited, cancelled).",
-            [
-                prom(
-                    f"sum by (provider, outcome) (rate({req}[$__rate_interval]))",
-                    "{{provider}} {{outcome}}",
-                )
-            ],
+            "rate_limited, cancelled), over 5-minute windows (recorded).",
+            [prom(f"sum by (provider, outcome) ({rates}{{{PROV}}})", "{{provider}} {{outcome}}")],
             "reqps",
             stack=True,
         ),
         timeseries(
             "Error rate by provider",
-            "Share of requests per provider whose outcome is error, timeout or rate_limited "
-            "(cancelled requests are the engine's choice, not the provider's fault).",
+            "Share of the requests a provider answered whose outcome is error, timeout or "
+            "rate_limited. Cancelled requests (the engine stopped them, e.g. on barge-in) "
+            "count neither as errors nor as answered. Over 5-minute windows (recorded).",
             [
                 prom(
-                    f"sum by (provider) (rate(voice_provider_requests_total{{{PROV}, "
-                    f'outcome=~"error|timeout|rate_limited"}}[$__rate_interval])) / '
-                    f"sum by (provider) (rate({req}[$__rate_interval]))",
+                    f"sum by (provider) ({rates}{{{PROV}, {PROVIDER_FAULT}}}) / "
+                    f"sum by (provider) ({rates}{{{PROV}, {PROVIDER_ANSWERED}}})",
                     "{{provider}}",
                 )
             ],
@@ -1332,13 +1423,14 @@ def providers() -> Json:
         ),
         table(
             "Provider uptime (share of ok, time range)",
-            "Share of each provider's requests with outcome ok over the time range, by "
-            "component: the provider uptime as the engine saw it.",
+            "Share of the requests each provider answered with outcome ok over the time "
+            "range, by component: the provider uptime as the engine saw it (cancelled "
+            "requests left out).",
             [
                 prom(
                     f"sum by (provider, component) (increase(voice_provider_requests_total"
                     f'{{{PROV}, outcome="ok"}}[$__range])) / sum by (provider, component) '
-                    f"(increase({req}[$__range]))",
+                    f"(increase({answered}[$__range]))",
                     "",
                     instant=True,
                     fmt="table",
@@ -1351,11 +1443,12 @@ def providers() -> Json:
         ),
         timeseries(
             "Provider uptime over time",
-            "Share of ok requests per provider over 5-minute windows; dips are outages.",
+            "Share of ok among answered requests per provider over 5-minute windows "
+            "(cancelled left out); dips are outages.",
             [
                 prom(
-                    f"sum by (provider) (rate(voice_provider_requests_total{{{PROV}, "
-                    f'outcome="ok"}}[5m])) / sum by (provider) (rate({req}[5m]))',
+                    f'sum by (provider) ({rates}{{{PROV}, outcome="ok"}}) / '
+                    f"sum by (provider) ({rates}{{{PROV}, {PROVIDER_ANSWERED}}})",
                     "{{provider}}",
                 )
             ],
@@ -1392,12 +1485,16 @@ def providers() -> Json:
             "P95 of the provider-facing stage latencies (STT finalisation, LLM TTFT, TTS "
             "TTFB) per provider. " + BUDGET_NOTE,
             [
-                prom(
-                    quantile(0.95, metric, TPP, "provider"),
-                    f"{name} {{{{provider}}}}",
-                    exemplar=True,
-                )
+                target
                 for metric, name in STAGES[1:]
+                for target in percentiles(
+                    (0.95,),
+                    metric,
+                    STAGE_LEVEL,
+                    TPP,
+                    "provider",
+                    f"{name} {{{{{{{{provider}}}}}}}}",
+                )
             ],
             "s",
             budget=TURN_BUDGET_S,
@@ -1856,15 +1953,13 @@ def executive() -> Json:
     panels = [
         row("Today vs 7 days ago"),
         stat(
-            "Uptime (24h)",
-            "Share of successful blackbox probes of the engine's endpoints over the last "
-            "24 hours (avg_over_time(probe_success)); where no blackbox probes are configured, "
-            "the share of successful Prometheus scrapes of the stack (up). Second value: "
-            "7 days ago.",
+            "Engine uptime (24h)",
+            "Share of the last 24 hours in which the engine was up: it pushed telemetry "
+            "within 3 minutes (job:voiceobs_engine_up:bool, the ServiceTelemetryMissing "
+            "bound), averaged over the selected services. Second value: 7 days ago.",
             _trend(
-                "avg(avg_over_time(probe_success[1d])) or avg(avg_over_time(up[1d]))",
-                "avg(avg_over_time(probe_success[1d] offset 7d)) "
-                "or avg(avg_over_time(up[1d] offset 7d))",
+                f"avg(avg_over_time(job:voiceobs_engine_up:bool{{{SVC}}}[1d]))",
+                f"avg(avg_over_time(job:voiceobs_engine_up:bool{{{SVC}}}[1d] offset 7d))",
             ),
             "percentunit",
             thresholds=[(None, "red"), (0.99, "yellow"), (0.999, "green")],
@@ -1921,7 +2016,6 @@ def executive() -> Json:
             "percentunit",
             thresholds=[(None, "green"), (0.1, "yellow"), (0.3, "red")],
             decimals=1,
-            sparkline=True,
         ),
         stat(
             "Latency change vs last week",

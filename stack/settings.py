@@ -23,7 +23,7 @@ STATE_DIR_ENV = "VOICEOBS_STACK_STATE_DIR"
 TIMEOUT_ENV = "VOICEOBS_STACK_TIMEOUT"
 """Seconds to wait for each service to become ready (default 90)."""
 
-# Retention, shared with the Docker stack: VOICEOBS_STACK_METRICS_RETENTION (15d),
+# Retention, shared with the Docker stack: VOICEOBS_STACK_METRICS_RETENTION (35d),
 # VOICEOBS_STACK_METRICS_RETENTION_SIZE (5GB), VOICEOBS_STACK_TRACE_RETENTION (-> JAEGER_TRACE_TTL,
 # 168h) and VOICEOBS_STACK_LOG_RETENTION (-> LOKI_RETENTION, 168h). The Collector's queue
 # bound: VOICEOBS_STACK_QUEUE_MAX_BYTES (-> COLLECTOR_QUEUE_MAX_BYTES, 2 GiB per exporter),
@@ -169,7 +169,7 @@ def load(environ: Mapping[str, str] | None = None, repo: Path = REPO_ROOT) -> St
         env.setdefault("COLLECTOR_QUEUE_MAX_BYTES", base["VOICEOBS_STACK_QUEUE_MAX_BYTES"])
     if base.get("VOICEOBS_STACK_QUEUE_FSYNC"):
         env.setdefault("COLLECTOR_STORAGE_FSYNC", base["VOICEOBS_STACK_QUEUE_FSYNC"])
-    env.setdefault("VOICEOBS_STACK_METRICS_RETENTION", "15d")
+    env.setdefault("VOICEOBS_STACK_METRICS_RETENTION", "35d")
     env.setdefault("VOICEOBS_STACK_METRICS_RETENTION_SIZE", "5GB")
     # Where the Collector sends, following the backends' listeners.
     env.setdefault("JAEGER_OTLP_ENDPOINT", listener("jaeger", "OTLP/gRPC receiver").hostport(env))

@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from tests.collector_env import private_collector_env
+from voiceobs import semconv
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.stack
@@ -192,7 +193,11 @@ def test_recorded_ratios_and_percentiles_are_sane(prometheus_with_demo_data: str
 
 
 def test_recorded_series_carry_only_contract_labels(prometheus_with_demo_data: str) -> None:
-    allowed = {"__name__", "job", "instance", "tenant", "pipeline", "provider", "component"}
+    # Bounded labels only: the contract's (tenant, pipeline, provider, model, direction,
+    # outcome ...), never a call id; `le` where a rule keeps bucket rates (heatmaps).
+    contract = {label for spec in semconv.VOICE_METRICS for label in spec.labels}
+    allowed = {"__name__", "job", "instance", "le", *contract}
+    assert semconv.CALL_ID.replace(".", "_") not in allowed
     for series in _query(prometheus_with_demo_data, f'{{__name__=~".+:.+:.+", job="{SERVICE}"}}'):
         assert set(series["metric"]) <= allowed, series["metric"]
 

@@ -276,12 +276,24 @@ def test_collector_gets_the_otlp_overlay_and_its_secret_files() -> None:
     assert env["COLLECTOR_OTLP_TLS_KEY_FILE"] == "/etc/voiceobs/otlp/tls.key"
 
 
-def test_every_long_running_service_has_a_health_check_restart_and_memory_limit() -> None:
+def test_every_long_running_service_has_a_health_check_restart_and_resource_limits() -> None:
     for name, service in _long_running().items():
         check = service.get("healthcheck", {})
         assert check.get("test") and not check.get("disable"), f"{name}: no health check"
         assert service["restart"] == "unless-stopped", name
         assert re.fullmatch(r"\d+[mg]", str(service.get("mem_limit", ""))), name
+        assert 0 < float(service.get("cpus", 0)) <= 2, f"{name}: no CPU limit"
+        assert 0 < int(service.get("pids_limit", 0)) <= 1024, f"{name}: no pids limit"
+
+
+def test_host_exporters_see_the_host_without_privilege() -> None:
+    services = _compose()["services"]
+    node = services["node-exporter"]
+    # The host's network namespace, or the network collectors report the container's.
+    assert node["network_mode"] == "host" and node["pid"] == "host"
+    assert not any("0.0.0.0" in arg for arg in node["command"])
+    cadvisor = services["cadvisor"]
+    assert not cadvisor.get("privileged") and not cadvisor.get("devices")
 
 
 def test_health_checks_use_the_shared_static_busybox() -> None:

@@ -33,9 +33,11 @@ DEFAULT_VALUES: Mapping[str, str] = {
     "__range": "1h",
     "__range_s": "3600",
     "__range_ms": "3600000",
-    # Dashboard variables. service's All value is .+ (Loki refuses selectors that can match
-    # the empty string); the others are matched with =~ and may be absent, hence .*.
+    # Dashboard variables. service's All value is .+, and so is service_name's (Loki refuses
+    # selectors that can match the empty string); the others are matched with =~ and may be
+    # absent, hence .*.
     "service": ".+",
+    "service_name": ".+",
     "tenant": ".*",
     "pipeline": ".*",
     "provider": ".*",
@@ -74,6 +76,9 @@ def iter_panels(dashboard: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
 def substitute(text: str, values: Mapping[str, str] | None = None) -> str:
     """Replace Grafana variables in ``text``; unknown ones are left as they are."""
     merged = {**DEFAULT_VALUES, **(values or {})}
+    if values and "service" in values and "service_name" not in values:
+        # The hidden service_name variable: the service.name part of the chosen job.
+        merged["service_name"] = values["service"].rsplit("/", 1)[-1]
 
     def repl(match: re.Match[str]) -> str:
         name = match.group(1) or match.group(2) or match.group(3)

@@ -37,6 +37,7 @@ DASHBOARDS = GRAFANA / "dashboards"
 DATASOURCES_YAML = GRAFANA / "provisioning" / "datasources" / "datasources.yaml"
 PROVIDERS_YAML = GRAFANA / "provisioning" / "dashboards" / "dashboards.yaml"
 EXTERNAL_METRICS = GRAFANA / "external-metrics.txt"
+RULES = REPO / "prometheus" / "rules"
 DOCS_METRICS = REPO / "docs" / "metrics.md"
 
 EXPECTED_UIDS = {
@@ -229,6 +230,19 @@ def _queried_metrics() -> dict[str, set[str]]:
     return used
 
 
+def _recorded_series() -> dict[str, set[str]]:
+    """Series the recording rules write -> the labels they keep (the name's level part,
+    e.g. job_tenant_pipeline:... keeps job, tenant and pipeline)."""
+    recorded: dict[str, set[str]] = {}
+    for path in RULES.glob("*.yml"):
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
+            for rule in group["rules"]:
+                if "record" in rule:
+                    level = rule["record"].split(":")[0]
+                    recorded[rule["record"]] = set(level.split("_")) if level else set()
+    return recorded
+
+
 def _provisioned_datasources() -> dict[str, dict[str, Any]]:
     doc = yaml.safe_load(DATASOURCES_YAML.read_text(encoding="utf-8"))
     return {ds["uid"]: ds for ds in doc["datasources"]}
@@ -386,7 +400,7 @@ def test_provisioned_datasources_have_stable_uids_and_link_to_each_other() -> No
     assert any(
         d.get("datasourceUid") == "jaeger" and d["matcherRegex"] == "trace_id" for d in derived
     )
-    assert any("voiceobs-call-explorer" in d["url"] for d in derived)
+    assert any("voiceobs-call-explorer" in d.get("url", "") for d in derived)
     assert provisioned["alertmanager"]["jsonData"]["implementation"] == "prometheus"
     # Every datasourceUid anywhere in the file points at a provisioned datasource.
     doc = yaml.safe_load(DATASOURCES_YAML.read_text(encoding="utf-8"))
@@ -432,18 +446,27 @@ def test_every_variable_used_is_defined_or_builtin() -> None:
 
 
 def test_every_queried_metric_is_in_the_contract_or_listed_as_external() -> None:
-    contract = _semconv_metrics()
+    contract = {**_semconv_metrics(), **_recorded_series()}
     external = set(_external_metrics())
     unknown = {
         name: sorted(uids)
         for name, uids in _queried_metrics().items()
         if name not in contract and name not in external
     }
-    assert not unknown, f"not in semconv nor grafana/external-metrics.txt: {unknown}"
+    assert not unknown, f"not in semconv, the recording rules or external-metrics.txt: {unknown}"
+
+
+def test_recorded_series_are_selected_only_by_the_labels_their_rule_keeps() -> None:
+    recorded = _recorded_series()
+    for dashboard in _dashboards():
+        for title, _, expr in _prom_exprs(dashboard):
+            for metric, labels in selector_labels(expr):
+                if metric in recorded:
+                    assert labels <= recorded[metric], (dashboard["uid"], title, metric)
 
 
 def test_external_metrics_file_lists_exactly_the_non_voiceobs_metrics_used() -> None:
-    contract = _semconv_metrics()
+    contract = {**_semconv_metrics(), **_recorded_series()}
     external = _external_metrics()
     assert len(external) == len(set(external)), "duplicates in external-metrics.txt"
     used_external = {n for n in _queried_metrics() if n not in contract}
@@ -456,7 +479,7 @@ def test_every_queried_metric_is_documented_in_docs_metrics_md() -> None:
     if not DOCS_METRICS.exists():
         pytest.skip("docs/metrics.md not written yet")
     documented = set(re.findall(r"`([A-Za-z_:][\w:]*)", DOCS_METRICS.read_text(encoding="utf-8")))
-    external = set(_external_metrics())
+    external = set(_external_metrics()) | set(_recorded_series())  # rules document those
     missing = sorted(
         name for name in _queried_metrics() if name not in documented and name not in external
     )
@@ -510,7 +533,9 @@ def test_latency_time_series_show_exemplars() -> None:
                 continue
             for target in panel.get("targets", []):
                 expr = target.get("expr", "")
-                if any(f"{m}_bucket" in expr for m in seconds_latency) and "$__range" not in expr:
+                # Raw buckets only: a recorded series (level:metric:op) carries no exemplars.
+                raw = any(re.search(rf"(?<!:){m}_bucket", expr) for m in seconds_latency)
+                if raw and "$__range" not in expr:
                     assert target.get("exemplar") is True, (dashboard["uid"], panel["title"])
 
 
@@ -566,6 +591,9 @@ def test_substitution_takes_caller_values() -> None:
     values = {"service": "voiceobs-demo", "call_id": "call-123"}
     loki = [q for q in iter_panel_queries(values) if q.datasource_type == "loki"]
     assert loki and all('voice_call_id="call-123"' in q.expr for q in loki)
+    assert all('service_name=~"voiceobs-demo"' in q.expr for q in loki)
+    namespaced = {**values, "service": "prod/voiceobs-demo"}
+    loki = [q for q in iter_panel_queries(namespaced) if q.datasource_type == "loki"]
     assert all('service_name=~"voiceobs-demo"' in q.expr for q in loki)
     assert DEFAULT_VALUES["__rate_interval"] == "1m"
 

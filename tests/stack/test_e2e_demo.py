@@ -33,6 +33,7 @@ import pytest
 from stack import control
 from stack.settings import StackSettings
 from tests.grafana.dashboard_queries import iter_panel_queries
+from tests.grafana.grafana_links import SpanRow, call_logs_link, provisioned, span_logs_link
 
 pytestmark = pytest.mark.stack
 
@@ -230,6 +231,95 @@ def test_every_log_line_of_every_call_is_in_loki_with_its_trace_id(
         assert not any(re.search(r"\+1 415 555 \d{4}", line) for _, line in stored)
 
 
+def _loki_lines(stack: StackSettings, run: DemoRun, query: str) -> list[dict[str, Any]]:
+    data = get_json(
+        stack.url("loki", "HTTP API", "/loki/api/v1/query_range"),
+        query=query,
+        start=str(int((run.started - 60) * 1e9)),
+        end=str(int((time.time() + 600) * 1e9)),
+        limit="5000",
+    )
+    return [
+        {**s["stream"], "line": line} for s in data["data"]["result"] for _, line in s["values"]
+    ]
+
+
+def _http_trace(stack: StackSettings, run: DemoRun, call_id: str) -> dict[str, Any] | None:
+    """The trace of the demo's hang-up request of ``call_id`` (an HTTP server span), found
+    through the request's own log line."""
+    query = f'{{service_name="{run.service}"}} |= "hang-up of {call_id} requested"'
+    lines = _loki_lines(stack, run, query)
+    if not lines:
+        return None
+    found = get_json(stack.url("jaeger", "query HTTP API", f"/api/traces/{lines[0]['trace_id']}"))
+    return dict(found["data"][0]) if found.get("data") else None
+
+
+def test_span_links_open_that_spans_log_lines_as_grafana_fills_them(
+    stack: StackSettings, demo: DemoRun
+) -> None:
+    """For a voice span (the call's) and an HTTP span (a hang-up request) of the demo: the
+    span's own link (on every span) returns the lines that span wrote, only from its service
+    and trace; the call-wide link exists on the voice span only and returns every line of
+    the call."""
+    jaeger = provisioned("jaeger")
+    max_lines = int(provisioned("loki")["jsonData"]["maxLines"])
+    loki_url = stack.url("loki", "HTTP API", "")
+    call = demo.calls[0]
+    everything = poll(
+        f"{call['log_lines']} lines of {call['call_id']}",
+        lambda: (
+            found
+            if len(
+                found := _loki_lines(
+                    stack,
+                    demo,
+                    f'{{service_name="{demo.service}"}} | voice_call_id="{call["call_id"]}"',
+                )
+            )
+            >= call["log_lines"]
+            else None
+        ),
+    )
+    voice_trace = get_json(stack.url("jaeger", "query HTTP API", f"/api/traces/{call['trace_id']}"))
+    voice_trace = voice_trace["data"][0]
+    # The call's own span: the demo's turn spans run on a simulated clock (40 times faster
+    # than the wall clock that stamps log lines), so after a call's first turn they lie
+    # ahead of their lines; the call span runs from the call's start to its hang-up.
+    voice_spans = [s for s in voice_trace["spans"] if s["operationName"] == "voice.call"]
+    assert voice_spans, "no voice.call span"
+    http_trace = poll(
+        "the hang-up request's trace", lambda: _http_trace(stack, demo, call["call_id"])
+    )
+    (http_span,) = [s for s in http_trace["spans"] if s["operationName"].startswith("POST")]
+    for trace, span in ((voice_trace, voice_spans[0]), (http_trace, http_span)):
+        row = SpanRow.from_jaeger(trace, span)
+        link = span_logs_link(jaeger, row)
+        assert link is not None, f"no logs link on {row.operation}"
+        everywhere = f'{{service_name=~".+"}} | trace_id="{row.trace_id}"'
+
+        def found(row: SpanRow = row, link: Any = link, everywhere: str = everywhere) -> Any:
+            own = sorted(
+                x["line"]
+                for x in _loki_lines(stack, demo, everywhere)
+                if x["span_id"] == row.span_id
+            )
+            returned = link.run(loki_url, max_lines)
+            mine = sorted(x["line"] for x in returned if x["span_id"] == row.span_id)
+            scope = {(x["service_name"], x["trace_id"]) for x in returned}
+            if own and mine == own and scope == {(demo.service, row.trace_id)}:
+                return True
+            raise AssertionError(f"own {own}, link found {mine} in {scope}")
+
+        poll(f"{row.operation}: {link.expr} finding the span's lines", found, timeout_s=30)
+    voice_row = SpanRow.from_jaeger(voice_trace, voice_spans[0])
+    call_link = call_logs_link(jaeger, voice_row, f"{demo.service}: voice.call", 0.0)
+    assert call_link is not None
+    whole_call = call_link.run(loki_url, max_lines)
+    assert sorted(x["line"] for x in whole_call) == sorted(x["line"] for x in everything)
+    assert call_logs_link(jaeger, SpanRow.from_jaeger(http_trace, http_span), "", 0.0) is None
+
+
 def _rules(stack: StackSettings) -> list[dict[str, Any]]:
     groups = prom(stack, "/api/v1/rules")["groups"]
     return [rule for group in groups for rule in group["rules"]]
@@ -278,7 +368,14 @@ def test_every_dashboard_query_runs_and_voice_panels_show_the_demo(
             body = get_json(stack.url("prometheus", "web/API", "/api/v1/query"), query=query.expr)
             assert body["status"] == "success", where
             if VOICE_DATA.search(query.expr) and "offset" not in query.expr:
-                assert body["data"]["result"], f"no data: {where}"
+                # A recorded series needs a rule evaluation (every 15 s) after the last push.
+                poll(
+                    f"data for {where}",
+                    lambda expr=query.expr: get_json(
+                        stack.url("prometheus", "web/API", "/api/v1/query"), query=expr
+                    )["data"]["result"],
+                    timeout_s=60,
+                )
         elif query.datasource_type == "loki":
             body = get_json(
                 stack.url("loki", "HTTP API", "/loki/api/v1/query_range"),

@@ -302,6 +302,9 @@ def create_app(
 
     @app.post("/v1/calls/{call_id}/hangup")
     def hangup(call_id: str, request: Hangup) -> dict[str, object]:
+        # In the request's own span (the call's scope is not current here), like an engine's
+        # request log: the line a trace -> logs link on the HTTP span finds.
+        log.info("hang-up of %s requested: %s", call_id, request.status)
         call = engine.hang_up(call_id, request)
         return {"call_id": call.call_id, "turns": call.turn_count}
 

@@ -1,0 +1,478 @@
+"""How fast the dashboards answer: every voice panel query, sent the way Grafana sends it,
+against days of synthetic voice metrics backfilled into Debian's Prometheus 2.42.
+
+The data: the series the demo writes (turn latency and stage histograms, calls, costs, provider
+outcomes, jitter buffers, HTTP, process metrics) for ``instances`` workers, ``tenants`` tenants
+and three pipelines, one sample every ``step_s`` seconds for ``days`` days, plus every series the
+recording rules write (prometheus/rules/recording.yml: one series per label combination of the
+rule's level, e.g. job_tenant_pipeline), as the rules would have written them. It is written as
+OpenMetrics and turned into TSDB blocks by ``promtool tsdb create-blocks-from openmetrics``.
+The full form is the size of a real deployment (~6 100 series, 15 s, 7 days); ``--short`` is
+a day at 60 s with one worker and one tenant (~1 100 series), to stay quick in CI.
+
+The queries: each Prometheus target of each dashboard with the dashboards' default variables
+(All), over the whole backfilled range. Range targets go to /api/v1/query_range with Grafana's
+step (the range over ``MAX_DATA_POINTS``, rounded like Grafana's rangeUtil, at least the
+datasource's 15 s) and ``$__rate_interval`` = max(step + 15 s, 4 x 15 s); instant targets go
+to /api/v1/query at the end of the range. Each query runs ``repeats`` times; the figure is its
+p95, beside the p95 of a trivial query (``vector(1)``) measured the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.figures import Figure, Goal
+from voiceobs import semconv
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+from tests.grafana.dashboard_queries import DEFAULT_VALUES, iter_targets  # noqa: E402
+
+GOAL_MS = 100.0
+SCRAPE_S = 15
+MAX_DATA_POINTS = 1000  # about a panel's width in pixels, what Grafana asks for
+JOB = "voice/engine"  # service.namespace/service.name: the Kubernetes shape
+PIPELINES = {
+    # pipeline: (stt, llm, tts) provider and model
+    "support": (("deepgram", "nova-3"), ("openai", "gpt-4o-mini"), ("cartesia", "sonic-2")),
+    "sales": (("deepgram", "nova-3"), ("groq", "llama-3.1-8b"), ("elevenlabs", "flash-v2")),
+    "booking": (("assemblyai", "universal"), ("openai", "gpt-4o"), ("cartesia", "sonic-2")),
+}
+_NICE_S = (1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 21600, 43200)
+
+
+class PanelBenchError(RuntimeError):
+    """The bench could not build its data or start Prometheus."""
+
+
+@dataclass(frozen=True)
+class Size:
+    days: float
+    step_s: int
+    tenants: int
+    instances: int
+    repeats: int
+
+
+FULL = Size(days=7, step_s=15, tenants=4, instances=2, repeats=20)  # ~6 100 series
+SHORT = Size(days=1, step_s=60, tenants=1, instances=1, repeats=5)  # ~1 100 series
+
+
+# --- synthetic series --------------------------------------------------------------------------
+
+
+def _labels(**labels: str) -> str:
+    return ",".join(f'{k}="{v}"' for k, v in labels.items())
+
+
+@dataclass
+class Series:
+    """One series: its name and labels, and how much it grows per step (counters) or its
+    level (gauges), with a little noise."""
+
+    name: str
+    labels: str
+    per_step: float
+    counter: bool = True
+
+
+def _histogram(
+    name: str, labels: dict[str, str], buckets: tuple[float, ...], rate: float, typical: float
+) -> Iterator[Series]:
+    """Cumulative buckets of a log-normal-ish distribution around ``typical``."""
+    for bound in (*buckets, math.inf):
+        if math.isinf(bound):
+            share, le = 1.0, "+Inf"
+        else:
+            ratio = max(bound, typical / 50) / typical
+            share, le = 1 / (1 + math.exp(-4 * math.log(ratio))), f"{bound:g}"
+        yield Series(f"{name}_bucket", _labels(**labels, le=le), rate * share)
+    yield Series(f"{name}_sum", _labels(**labels), rate * typical)
+    yield Series(f"{name}_count", _labels(**labels), rate)
+
+
+PROCESS_GAUGES = {
+    "process_memory_usage_bytes": 2.5e8,
+    "voiceobs_process_memory_limit_bytes": 1e9,
+    "process_thread_count": 12,
+    "process_open_file_descriptor_count": 40,
+}
+ROUTES = ("/v1/calls", "/v1/calls/{call_id}/turns", "/v1/calls/{call_id}/hangup", "/healthz")
+OUTCOMES = {"ok": 0.93, "error": 0.03, "timeout": 0.01, "rate_limited": 0.005, "cancelled": 0.025}
+STATUSES = {"completed": 0.9, "failed": 0.04, "abandoned": 0.04, "transferred": 0.02}
+CALLS_PER_S = 0.2  # per worker, tenant and pipeline
+TURNS_PER_S = 2.2
+
+
+def _worker_series(inst: dict[str, str]) -> Iterator[Series]:
+    """Process, HTTP and provider series of one worker."""
+    yield Series("target_info", _labels(**inst), 1, counter=False)
+    for name, level in PROCESS_GAUGES.items():
+        yield Series(name, _labels(**inst), level, counter=False)
+    yield Series("process_cpu_time_seconds_total", _labels(**inst), 0.3)
+    for route in ROUTES:
+        for code, rate in (("200", 3.0), ("503", 0.05)):
+            http = {**inst, "http_route": route, "http_request_method": "POST"}
+            http["http_response_status_code"] = code
+            yield from _histogram(
+                "http_server_request_duration_seconds",
+                http,
+                semconv.STAGE_LATENCY_BUCKETS,
+                rate,
+                0.02,
+            )
+    components = {
+        provider: component
+        for pipe in PIPELINES.values()
+        for (provider, _), component in zip(pipe, ("stt", "llm", "tts"), strict=True)
+    }
+    for provider, component in sorted(components.items()):
+        yield Series("voice_provider_circuit_state", _labels(**inst, provider=provider), 0, False)
+        for outcome, share in OUTCOMES.items():
+            labels = _labels(**inst, provider=provider, component=component, outcome=outcome)
+            yield Series("voice_provider_requests_total", labels, 2.0 * share)
+
+
+def _call_series(tp: dict[str, str], pipeline: tuple[tuple[str, str], ...]) -> Iterator[Series]:
+    """The voice series of one worker, tenant and pipeline."""
+    (stt, stt_m), (llm, llm_m), (tts, tts_m) = pipeline
+    yield Series("voice_calls_active", _labels(**tp), 6, counter=False)
+    for status, share in STATUSES.items():
+        reason = "none" if status in ("completed", "transferred") else "llm_error"
+        labels = _labels(**tp, status=status, failure_reason=reason)
+        yield Series("voice_calls_total", labels, CALLS_PER_S * share)
+        if status in ("completed", "failed"):
+            yield from _histogram(
+                "voice_call_duration_seconds", {**tp, "status": status},
+                semconv.CALL_DURATION_BUCKETS, CALLS_PER_S * share, 180.0,
+            )  # fmt: skip
+    for interrupted, rate in (("true", 0.2), ("false", TURNS_PER_S - 0.2)):
+        yield Series("voice_turns_total", _labels(**tp, interrupted=interrupted), rate)
+    yield from _histogram(
+        "voice_turn_latency_seconds", tp, semconv.TURN_LATENCY_BUCKETS, TURNS_PER_S, 0.7
+    )
+    yield from _histogram("voice_call_cost_usd", tp, semconv.CALL_COST_BUCKETS, CALLS_PER_S, 0.05)
+    stages = (
+        ("voice_eou_delay_seconds", "silero", "v5", 0.12),
+        ("voice_stt_latency_seconds", stt, stt_m, 0.2),
+        ("voice_llm_ttft_seconds", llm, llm_m, 0.35),
+        ("voice_llm_duration_seconds", llm, llm_m, 1.8),
+        ("voice_tts_ttfb_seconds", tts, tts_m, 0.15),
+    )
+    for name, provider, model, typical in stages:
+        labels = {**tp, "provider": provider, "model": model}
+        yield from _histogram(name, labels, semconv.STAGE_LATENCY_BUCKETS, TURNS_PER_S, typical)
+    for provider, model, component, usd in (
+        (stt, stt_m, "stt", 0.002), (llm, llm_m, "llm", 0.004), (tts, tts_m, "tts", 0.003),
+    ):  # fmt: skip
+        labels = _labels(**tp, provider=provider, model=model, component=component)
+        yield Series("voice_cost_usd_total", labels, usd)
+    yield Series("voice_stt_audio_seconds_total", _labels(**tp, provider=stt, model=stt_m), 8.0)
+    for kind, rate in (("input", 900.0), ("output", 60.0)):
+        labels = _labels(**tp, provider=llm, model=llm_m, type=kind)
+        yield Series("voice_llm_tokens_total", labels, rate)
+    yield Series("voice_tts_characters_total", _labels(**tp, provider=tts, model=tts_m), 150.0)
+
+
+def voice_series(size: Size) -> list[Series]:
+    """The raw series the dashboards read, for ``size``'s workers and tenants."""
+    out: list[Series] = []
+    for w in range(1, size.instances + 1):
+        inst = {"job": JOB, "instance": f"w{w}"}
+        out += _worker_series(inst)
+        for name, pipeline in PIPELINES.items():
+            for direction in ("inbound", "outbound"):
+                out += _histogram(
+                    "voice_jitter_buffer_depth_seconds",
+                    {**inst, "pipeline": name, "direction": direction},
+                    semconv.JITTER_BUFFER_BUCKETS, 50.0, 0.045,
+                )  # fmt: skip
+            out += _histogram(
+                "voice_call_stream_restarts", {**inst, "pipeline": name},
+                semconv.RESTART_COUNT_BUCKETS, CALLS_PER_S * size.tenants, 1.0,
+            )  # fmt: skip
+            for (provider, _), component in ((pipeline[0], "stt"), (pipeline[2], "tts")):
+                labels = _labels(
+                    **inst, pipeline=name, provider=provider, component=component, reason="network"
+                )
+                out.append(Series("voice_stream_restarts_total", labels, 0.01))
+            for t in range(1, size.tenants + 1):
+                out += _call_series({**inst, "tenant": f"tenant-{t}", "pipeline": name}, pipeline)
+    return out
+
+
+def recorded_series(size: Size) -> list[Series]:
+    """One series per label combination of each recording rule's level, as the rule writes it."""
+    tenants = [f"tenant-{i}" for i in range(1, size.tenants + 1)]
+    values = {
+        "job": [JOB],
+        "instance": [f"w{w}" for w in range(1, size.instances + 1)],
+        "tenant": tenants,
+        "pipeline": list(PIPELINES),
+        "provider": ["deepgram", "openai", "cartesia"],
+        "component": ["stt", "llm", "tts"],
+        "model": ["m"],
+        "route": ["/v1/calls"],
+        "direction": ["inbound", "outbound"],
+        "outcome": list(OUTCOMES),
+        "le": [f"{b:g}" for b in semconv.TURN_LATENCY_BUCKETS] + ["+Inf"],
+    }
+    out: list[Series] = []
+    for path in sorted((REPO_ROOT / "prometheus" / "rules").glob("*.yml")):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                if "record" not in rule:
+                    continue
+                level = rule["record"].split(":")[0].split("_")
+                combos: list[dict[str, str]] = [{}]
+                for label in level:
+                    if label not in values:
+                        raise PanelBenchError(f"{rule['record']}: no synthetic values for {label}")
+                    combos = [{**c, label: v} for c in combos for v in values[label]]
+                for combo in combos:
+                    out.append(Series(rule["record"], _labels(**combo), 0.7, counter=False))
+    return out
+
+
+def write_openmetrics(path: Path, series: list[Series], size: Size, end: float) -> int:
+    """OpenMetrics text of every series, grouped by name (families must not interleave)."""
+    steps = int(size.days * 86400 // size.step_s)
+    start = end - steps * size.step_s
+    rng = random.Random(7)
+    by_name: dict[str, list[Series]] = {}
+    for s in series:
+        by_name.setdefault(s.name, []).append(s)
+    samples = 0
+    with path.open("w") as out:
+        for name, members in by_name.items():
+            for s in members:
+                head = f"{name}{{{s.labels}}} "
+                value = 0.0
+                lines = []
+                for i in range(steps + 1):
+                    if s.counter:
+                        value += s.per_step * size.step_s * rng.uniform(0.8, 1.2)
+                    else:
+                        value = s.per_step * rng.uniform(0.9, 1.1)
+                    lines.append(f"{head}{value:.6g} {start + i * size.step_s:.0f}\n")
+                out.writelines(lines)
+                samples += len(lines)
+        out.write("# EOF\n")
+    return samples
+
+
+# --- Prometheus --------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _binary(name: str) -> str:
+    found = shutil.which(name)
+    if not found:
+        raise PanelBenchError(f"{name} is not installed: apt-get install -y prometheus")
+    return found
+
+
+class BackfilledPrometheus:
+    """Prometheus serving the backfilled blocks on a free loopback port (query only)."""
+
+    def __init__(self, size: Size) -> None:
+        self.size = size
+        self.end = float(int(time.time()) // 3600 * 3600)
+        self.dir = Path(tempfile.mkdtemp(prefix="voiceobs-panels-"))
+        self.port = _free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.series = 0
+        self.samples = 0
+
+    def __enter__(self) -> BackfilledPrometheus:
+        series = voice_series(self.size) + recorded_series(self.size)
+        self.series = len(series)
+        text = self.dir / "data.om.txt"
+        print(f"[bench] panels: writing {self.series} series over {self.size.days:g} d", flush=True)
+        self.samples = write_openmetrics(text, series, self.size, self.end)
+        tsdb = self.dir / "tsdb"
+        result = subprocess.run(
+            [_binary("promtool"), "tsdb", "create-blocks-from", "openmetrics",
+             "--max-block-duration=162h", str(text), str(tsdb)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        text.unlink()
+        if result.returncode != 0:
+            raise PanelBenchError(f"promtool backfill failed: {result.stderr[-2000:]}")
+        config = self.dir / "prometheus.yml"
+        config.write_text("global:\n  scrape_interval: 15s\n")
+        self.proc = subprocess.Popen(
+            [_binary("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={tsdb}",
+             "--storage.tsdb.retention.time=35d", f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.5)
+        self.__exit__()
+        raise PanelBenchError("the backfilled Prometheus did not get ready in 120 s")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str, params: dict[str, str]) -> tuple[float, Any]:
+        """(seconds, answer) of one GET, as Grafana's proxy would send it."""
+        url = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
+        began = time.perf_counter()
+        with urllib.request.urlopen(url, timeout=120) as response:
+            body = response.read()
+        return time.perf_counter() - began, json.loads(body)
+
+
+# --- Grafana's query shape ---------------------------------------------------------------------
+
+
+def grafana_step(range_s: float) -> int:
+    """Grafana's interval for a time range: range / max data points, rounded to a nice value,
+    never below the datasource's scrape interval (timeInterval: 15s)."""
+    raw = range_s / MAX_DATA_POINTS
+    nice = min(_NICE_S, key=lambda n: abs(n - raw))
+    return max(nice, SCRAPE_S)
+
+
+def grafana_values(range_s: float, step_s: int) -> dict[str, str]:
+    rate_interval = max(step_s + SCRAPE_S, 4 * SCRAPE_S)
+    return {
+        **DEFAULT_VALUES,
+        "__range": f"{int(range_s)}s",
+        "__range_s": str(int(range_s)),
+        "__range_ms": str(int(range_s * 1000)),
+        "__interval": f"{step_s}s",
+        "__interval_ms": str(step_s * 1000),
+        "__auto": f"{step_s}s",
+        "__rate_interval": f"{rate_interval}s",
+    }
+
+
+@dataclass(frozen=True)
+class PanelQuery:
+    dashboard: str
+    title: str
+    ref: str
+    expr: str
+    instant: bool
+    exemplar: bool
+
+
+def panel_queries(range_s: float, step_s: int) -> list[PanelQuery]:
+    """Every Prometheus panel target with the dashboards' defaults filled in."""
+    out = []
+    for uid, title, target in iter_targets(grafana_values(range_s, step_s)):
+        if target["datasource"]["type"] != "prometheus":
+            continue
+        ref, instant = target.get("refId", "A"), bool(target.get("instant"))
+        exemplar = bool(target.get("exemplar"))
+        out.append(PanelQuery(uid, title, ref, target["expr"], instant, exemplar))
+    return out
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48]
+
+
+def measure(short: bool) -> list[Figure]:
+    """One figure per voice panel query that returns data: its p95 in ms."""
+    size = SHORT if short else FULL
+    print("[bench] panels: backfilling synthetic voice metrics", flush=True)
+    with BackfilledPrometheus(size) as prom:
+        range_s = size.days * 86400 - 3600  # inside the backfilled data
+        end = prom.end
+        step = grafana_step(range_s)
+        start = (end - range_s) // step * step
+
+        def run(expr: str, instant: bool, exemplar: bool = False) -> tuple[float, int]:
+            span = {"start": f"{start:.0f}", "end": f"{end:.0f}"}
+            if instant:
+                took, body = prom.get("/api/v1/query", {"query": expr, "time": f"{end:.0f}"})
+            else:
+                took, body = prom.get(
+                    "/api/v1/query_range", {"query": expr, **span, "step": str(step)}
+                )
+            if body.get("status") != "success":
+                raise PanelBenchError(f"{expr}: {body}")
+            if exemplar:  # Grafana asks for the exemplars of the whole range beside
+                took += prom.get("/api/v1/query_exemplars", {"query": expr, **span})[0]
+            return took, len(body["data"]["result"])
+
+        baseline = _p95([run("vector(1)", False)[0] for _ in range(size.repeats)]) * 1000
+        figures: list[Figure] = []
+        for q in panel_queries(range_s, step):
+            took, found = run(q.expr, q.instant, q.exemplar)
+            if not found or not re.search(r"\bvoice_|voiceobs_|:voice|job:", q.expr):
+                continue  # a panel of another exporter, or no data in the synthetic set
+            times = [took] + [
+                run(q.expr, q.instant, q.exemplar)[0] for _ in range(size.repeats - 1)
+            ]
+            p95 = _p95(times) * 1000
+            kind = "instant" if q.instant else "range"
+            figures.append(
+                Figure(
+                    name=f"panel-{q.dashboard.removeprefix('voiceobs-')}-{_slug(q.title)}-{q.ref}",
+                    group="Dashboard panels (p95 per query)",
+                    title=f"{q.dashboard} / {q.title} ({q.ref}, {kind})",
+                    value=p95,
+                    unit="ms",
+                    baseline=baseline,
+                    baseline_name="vector(1)",
+                    goal=Goal("<=", GOAL_MS, on_ratio=False),
+                    note=f"{prom.series} series, {size.days:g} d at {size.step_s} s, step {step} s",
+                )
+            )
+        met = sum(1 for f in figures if f.met)
+        print(
+            f"[bench] panels: {met} of {len(figures)} voice panel queries with p95 ≤ "
+            f"{GOAL_MS:g} ms ({prom.series} series, {prom.samples} samples)",
+            flush=True,
+        )
+        return figures
+
+
+if __name__ == "__main__":
+    from bench import report
+
+    report.print_table(measure("--short" in sys.argv))
