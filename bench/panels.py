@@ -171,15 +171,16 @@ def _call_series(tp: dict[str, str], pipeline: tuple[tuple[str, str], ...]) -> I
     )
     yield from _histogram("voice_call_cost_usd", tp, semconv.CALL_COST_BUCKETS, CALLS_PER_S, 0.05)
     stages = (
-        ("voice_eou_delay_seconds", "silero", "v5", 0.12),
-        ("voice_stt_latency_seconds", stt, stt_m, 0.2),
-        ("voice_llm_ttft_seconds", llm, llm_m, 0.35),
-        ("voice_llm_duration_seconds", llm, llm_m, 1.8),
-        ("voice_tts_ttfb_seconds", tts, tts_m, 0.15),
+        (semconv.EOU_DELAY, "silero", "v5", 0.12),
+        (semconv.STT_LATENCY, stt, stt_m, 0.2),
+        (semconv.LLM_TTFT, llm, llm_m, 0.35),
+        (semconv.LLM_DURATION, llm, llm_m, 1.8),
+        (semconv.TTS_TTFB, tts, tts_m, 0.15),
     )
-    for name, provider, model, typical in stages:
+    for spec, provider, model, typical in stages:
         labels = {**tp, "provider": provider, "model": model}
-        yield from _histogram(name, labels, semconv.STAGE_LATENCY_BUCKETS, TURNS_PER_S, typical)
+        assert spec.buckets is not None
+        yield from _histogram(spec.prometheus, labels, spec.buckets, TURNS_PER_S, typical)
     for provider, model, component, usd in (
         (stt, stt_m, "stt", 0.002), (llm, llm_m, "llm", 0.004), (tts, tts_m, "tts", 0.003),
     ):  # fmt: skip

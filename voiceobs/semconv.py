@@ -116,6 +116,12 @@ STAGE_LATENCY_BUCKETS: Final = (
     0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5,
     0.6, 0.7, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0,
 )  # fmt: skip
+LLM_DURATION_BUCKETS: Final = (
+    0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
+    90.0, 120.0,
+)  # fmt: skip
+"""A whole LLM response: long answers and tool loops take tens of seconds, past the stage
+buckets' 5 s."""
 CALL_DURATION_BUCKETS: Final = (
     5.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 450.0, 600.0, 900.0, 1200.0, 1800.0, 3600.0,
 )  # fmt: skip
@@ -185,7 +191,7 @@ LLM_TTFT = MetricSpec(
 )  # fmt: skip
 LLM_DURATION = MetricSpec(
     "voice.llm.duration", "voice_llm_duration_seconds", "histogram", "s", _BREAKDOWN_LABELS,
-    "LLM request duration to the last token.", STAGE_LATENCY_BUCKETS,
+    "LLM request duration to the last token.", LLM_DURATION_BUCKETS,
 )  # fmt: skip
 TTS_TTFB = MetricSpec(
     "voice.tts.ttfb", "voice_tts_ttfb_seconds", "histogram", "s", _BREAKDOWN_LABELS,
