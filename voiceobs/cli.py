@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--prometheus", default="http://127.0.0.1:9090")
     report.add_argument("--jaeger", default="http://127.0.0.1:16686")
     report.add_argument("--loki", default="http://127.0.0.1:3100")
+    report.add_argument(
+        "--console", default="http://127.0.0.1:8900", help="where `voiceobs console` serves"
+    )
     console = sub.add_parser(
         "console", help="serve the dashboard API and the console page (VOICEOBS_API_* settings)"
     )
@@ -80,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.service,
             window=args.window,
             backends=Backends(args.prometheus, args.jaeger, args.loki),
+            console=args.console.rstrip("/"),
         )
     from voiceobs.demo.runner import run_demo
     from voiceobs.demo.simulator import SimOptions

@@ -196,7 +196,7 @@ function showTrace(trace) {
   }
   $("#spans").replaceChildren(...trace.spans.map((span) => {
     const row = el("div", { className: "span-row", dataset: { span: span.span_id } },
-      el("span", { textContent: `${"  ".repeat(depth[span.span_id])}${span.name} ${ms(span.duration_s)}`,
+      el("span", { textContent: `${span.name} ${ms(span.duration_s)}`,
                    style: { paddingLeft: `${depth[span.span_id]}rem` } }),
       el("div", { className: "track" },
         bar(span.name.replace("voice.", ""), span.start_offset_s / end * 100,
