@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from tests.api_support import VIEWER_KEY, bearer, settings
 from voiceobs.api import create_app
+from voiceobs.api.queries import Scope, window_seconds
 
 ENDPOINTS = (
     "/api/dashboard/metrics",
@@ -108,3 +109,23 @@ def test_console_page_and_its_files_are_served_without_third_party_code(
     assert "http://" not in page.text and "https://" not in page.text  # works offline
     assert "http://" not in script.text and "https://" not in script.text
     assert client.get("/console/secrets.txt").status_code == 404
+
+
+def test_every_prometheus_selector_carries_the_scope_s_tenant() -> None:
+    assert Scope("svc", None).sel("m") == 'm{job="svc"}'
+    assert Scope("svc", "acme").sel("m", 'status="failed"') == (
+        'm{job="svc",tenant="acme",status="failed"}'
+    )
+    assert Scope("svc", "acme").sel("m", tenant_label=False) == 'm{job="svc"}'
+    assert Scope("s", 'a\\"b').sel("m") == 'm{job="s",tenant="a\\\\\\"b"}'
+    assert Scope("svc", "acme").jaeger_tags(**{"voice.call.id": "c"}) == {
+        "voice.call.id": "c",
+        "voice.tenant": "acme",
+    }
+
+
+def test_windows_are_bounded() -> None:
+    assert window_seconds("5m") == 300 and window_seconds("90d") == 90 * 86400
+    for bad in ("0s", "5", "5w", "9s", "91d", "1h30m"):
+        with pytest.raises(ValueError):
+            window_seconds(bad)

@@ -117,7 +117,7 @@ class Backends:
         self,
         service: str,
         *,
-        operation: str,
+        operation: str | None,
         tags: dict[str, str],
         start: float,
         end: float,
@@ -125,12 +125,13 @@ class Backends:
     ) -> list[dict[str, Any]]:
         params = {
             "service": service,
-            "operation": operation,
             "tags": json.dumps(tags),
             "start": str(int(start * 1e6)),
             "end": str(int(end * 1e6)),
             "limit": str(limit),
         }
+        if operation:
+            params["operation"] = operation
         body = await self._get("jaeger", "/api/traces", params)
         return list((body or {}).get("data") or [])
 

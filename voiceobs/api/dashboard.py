@@ -459,7 +459,7 @@ async def call_detail(backends: Backends, scope: Scope, call_id: str) -> m.CallD
     now = time.time()
     found = await backends.find_traces(
         scope.service,
-        operation="",
+        operation=None,
         tags=scope.jaeger_tags(**{sc.CALL_ID: call_id}),
         start=now - 7 * 86400,
         end=now + 60,

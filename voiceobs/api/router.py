@@ -254,7 +254,7 @@ class DashboardApi:
             return [m.AuditEntry.model_validate(e) for e in api.audit.entries(limit)]
 
         @dash.websocket("/ws/real-time")
-        async def real_time(websocket: WebSocket, tenant: str | None = None) -> None:
+        async def real_time(websocket: WebSocket, tenant: TenantQuery = None) -> None:
             """The live overview every ``feed_interval_s``; token in ``?token=`` or header."""
             credential = websocket.query_params.get("token") or _bearer(
                 websocket.headers.get("authorization")
