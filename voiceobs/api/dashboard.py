@@ -227,7 +227,9 @@ async def _machinery(
         backends.instant(f"sum by (instance) ({scope.sel(sc.CALLS_ACTIVE.prometheus)})"),
         backends.instant("provider_component:voice_provider_requests:rate2m"),
         backends.instant("provider_component:voice_provider_requests:error_ratio_rate5m"),
-        backends.instant(f"max by (provider) ({sc.CIRCUIT_STATE.prometheus})"),
+        backends.instant(
+            f"max by (provider) ({scope.sel(sc.CIRCUIT_STATE.prometheus, tenant_label=False)})"
+        ),
     )
     memory_by, ratio_by = _by(memory, "instance"), _by(ratio, "instance")
     cpu_by, active_by = _by(cpu, "instance"), _by(active, "instance")
@@ -410,6 +412,23 @@ def _owned_trace(trace: dict[str, Any] | None, scope: Scope) -> dict[str, Any] |
     return trace if all(scope.owns(t) for t in tenants) else None
 
 
+def _event_us(span: dict[str, Any], name: str) -> int | None:
+    """When the span's event ``name`` happened (Jaeger keeps events as logs), in µs."""
+    for log in span.get("logs") or []:
+        if any(f.get("key") == "event" and f.get("value") == name for f in log.get("fields", [])):
+            return int(log["timestamp"])
+    return None
+
+
+def _stt_finalisation(turn: dict[str, Any], stt: dict[str, Any] | None) -> float | None:
+    """Final transcript after the user stopped speaking, as the STT latency metric measures."""
+    speech_end = _event_us(turn, sc.EVENT_USER_SPEECH_ENDED)
+    final = _event_us(stt, sc.EVENT_FIRST_CHUNK) if stt else None
+    if speech_end is None or final is None:
+        return None
+    return max(0.0, (final - speech_end) / 1e6)
+
+
 def _turns(spans: list[dict[str, Any]], call_start_us: int) -> list[m.Turn]:
     children: dict[str, list[dict[str, Any]]] = {}
     for span in spans:
@@ -421,6 +440,8 @@ def _turns(spans: list[dict[str, Any]], call_start_us: int) -> list[m.Turn]:
         if span.get("operationName") != sc.SPAN_TURN:
             continue
         tags = _tags(span)
+        kids = children.get(span["spanID"], [])
+        stt = next((c for c in kids if c.get("operationName") == sc.SPAN_STT), None)
         stages = [
             m.Stage(
                 name=STAGE_NAMES[child["operationName"]],
@@ -443,6 +464,7 @@ def _turns(spans: list[dict[str, Any]], call_start_us: int) -> list[m.Turn]:
                 duration_s=span["duration"] / 1e6,
                 latency_s=_number(tags.get(sc.TURN_LATENCY)),
                 eou_delay_s=_number(tags.get(sc.TURN_EOU_DELAY)),
+                stt_finalisation_s=_stt_finalisation(span, stt),
                 interrupted=bool(tags.get(sc.TURN_INTERRUPTED, False)),
                 stages=stages,
             )

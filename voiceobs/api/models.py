@@ -161,6 +161,9 @@ class Turn(BaseModel):
     duration_s: float
     latency_s: float | None
     eou_delay_s: float | None
+    stt_finalisation_s: float | None = Field(
+        description="final transcript after the user stopped speaking"
+    )
     interrupted: bool
     stages: list[Stage]
 

@@ -149,7 +149,7 @@ function showCall(call) {
   const rows = call.turns.map((turn) => {
     const scale = 100 / Math.max(turn.duration_s, 1e-6);
     const track = el("div", { className: "track" },
-      bar("turn-bar", 0, 100, `turn ${turn.number}`, `turn span ${ms(turn.duration_s)}`));
+      bar("turn-bar", 0, 100, "", `turn ${turn.number}: span ${ms(turn.duration_s)}`));
     if (turn.eou_delay_s) {
       track.append(bar("eou", 0, turn.eou_delay_s * scale, "EOU", `EOU ${ms(turn.eou_delay_s)}`));
     }
@@ -169,7 +169,7 @@ function showCall(call) {
                    dataset: { seconds: String(turn.latency_s) } }),
       turn.interrupted ? " barge-in" : "",
       el("br"),
-      `EOU ${ms(turn.eou_delay_s)} · STT ${ms(stageFigure(turn, "stt"))}`,
+      `EOU ${ms(turn.eou_delay_s)} · STT ${ms(turn.stt_finalisation_s)}`,
       el("br"),
       `TTFT ${ms(stageFigure(turn, "llm"))} · TTFB ${ms(stageFigure(turn, "tts"))}`);
     return el("div", { className: "turn", dataset: { turn: String(turn.number) } }, figures, track);
