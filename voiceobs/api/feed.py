@@ -77,7 +77,9 @@ class Feed:
             del self._topics[scope]
 
     async def _run(self, scope: Scope, topic: _Topic) -> None:
+        loop = asyncio.get_running_loop()
         while topic.subscribers:
+            began = loop.time()
             self.polls += 1
             update: dict[str, Any]
             try:
@@ -96,7 +98,8 @@ class Feed:
                     subscriber.reason = f"more than {self.client_queue} updates unread"
                     subscriber.dropped.set()
                     topic.subscribers.discard(subscriber)
-            await asyncio.sleep(self.interval_s)
+            # A fixed cadence: the poll's own duration is part of the interval, not added to it.
+            await asyncio.sleep(max(0.0, self.interval_s - (loop.time() - began)))
 
     async def serve(self, scope: Scope, send: Send) -> str:
         """Send this scope's updates through ``send`` until the client is dropped or gone.
