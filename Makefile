@@ -34,6 +34,8 @@ demo: $(STAMP) ## Main job: native stack up, demo engine streams calls into it, 
 	$(VENV)/bin/voiceobs report
 	@echo "The stack keeps running: Prometheus http://127.0.0.1:9090, Jaeger http://127.0.0.1:16686," \
 	  "Loki http://127.0.0.1:3100. Stop it with: make stack-down"
+	@echo "The console (calls, turns, traces, logs; no Grafana needed):" \
+	  "$(VENV)/bin/voiceobs console --no-auth, then open http://127.0.0.1:8900/console/"
 
 report: $(STAMP) ## Walk metric → exemplar → trace → logs on the running stack
 	$(VENV)/bin/voiceobs report

@@ -288,6 +288,9 @@ def go_binaries() -> dict[str, GoBinary]:
 
 DEBIAN_PACKAGES = {
     "prometheus": ("prometheus", "promtool"),
+    # The console page's browser test (tests/stack/test_api_console_browser.py) drives it.
+    "chromium": ("chromium",),
+    "chromium-driver": ("chromedriver",),
 }
 
 
@@ -308,7 +311,7 @@ def install_debian_packages() -> None:
         pkg for pkg, cmds in DEBIAN_PACKAGES.items() if not all(shutil.which(c) for c in cmds)
     ]
     if not missing:
-        log("prometheus, promtool: installed")
+        log(f"Debian packages {', '.join(DEBIAN_PACKAGES)}: installed")
         return
     if os.geteuid() != 0:
         raise StackError(

@@ -1,4 +1,4 @@
-"""The ``voiceobs`` command: ``voiceobs demo`` and ``voiceobs version``."""
+"""The ``voiceobs`` command: ``demo``, ``report``, ``console`` and ``version``."""
 
 from __future__ import annotations
 
@@ -50,6 +50,18 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--prometheus", default="http://127.0.0.1:9090")
     report.add_argument("--jaeger", default="http://127.0.0.1:16686")
     report.add_argument("--loki", default="http://127.0.0.1:3100")
+    report.add_argument(
+        "--console", default="http://127.0.0.1:8900", help="where `voiceobs console` serves"
+    )
+    console = sub.add_parser(
+        "console", help="serve the dashboard API and the console page (VOICEOBS_API_* settings)"
+    )
+    console.add_argument("--host", help="bind address (default 127.0.0.1)")
+    console.add_argument("--port", type=int, help="port (default 8900)")
+    console.add_argument("--service", help="the engine's service.name (default voiceobs-demo)")
+    console.add_argument(
+        "--no-auth", action="store_true", help="serve without credentials (loopback binds only)"
+    )
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -69,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(__version__)
         return 0
+    if args.command == "console":
+        return _console(args)
     if args.command == "report":
         from voiceobs.report import Backends, run_report
 
@@ -76,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.service,
             window=args.window,
             backends=Backends(args.prometheus, args.jaeger, args.loki),
+            console=args.console.rstrip("/"),
         )
     from voiceobs.demo.runner import run_demo
     from voiceobs.demo.simulator import SimOptions
@@ -114,6 +129,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not report.flushed:  # the demo's purpose is to feed the stack: say it did not
         print("voiceobs demo: telemetry did not reach the collector", file=sys.stderr)
         return 1
+    return 0
+
+
+def _console(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from voiceobs.api.server import ConsoleConfigError, serve
+    from voiceobs.api.settings import ApiSettings
+
+    overrides = {"host": args.host, "port": args.port, "service": args.service}
+    if args.no_auth:
+        overrides["auth"] = "off"
+    try:
+        settings = ApiSettings(**{k: v for k, v in overrides.items() if v is not None})
+        serve(settings)
+    except ValidationError as exc:
+        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        print(f"voiceobs console: {fields}", file=sys.stderr)
+        return 2
+    except (ConsoleConfigError, ValueError) as exc:
+        print(f"voiceobs console: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

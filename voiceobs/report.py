@@ -15,6 +15,9 @@ import httpx
 
 from voiceobs import semconv as sc
 
+CONSOLE = "http://127.0.0.1:8900"
+"""Where ``voiceobs console`` serves the console page by default."""
+
 
 @dataclass(frozen=True)
 class Backends:
@@ -137,8 +140,11 @@ def run_report(
     window: str = "15m",
     backends: Backends | None = None,
     wait_s: float = 60.0,
+    console: str = CONSOLE,
 ) -> int:
-    """Print the report; returns 0 when every step found its data, 1 otherwise."""
+    """Print the report; returns 0 when every step found its data, 1 otherwise.
+
+    Its links open the trace and the call in the console (``voiceobs console``)."""
     backends = backends or Backends()
     since = since if since is not None else time.time() - 3600
     deadline = time.monotonic() + wait_s
@@ -189,7 +195,8 @@ def run_report(
                 f"(tenant {tags.get(sc.TENANT)}, pipeline {tags.get(sc.PIPELINE)}), "
                 f"{sc.TURN_LATENCY}={tags.get(sc.TURN_LATENCY)}"
             )
-            print(f"  open it: {backends.jaeger}/trace/{exemplar.trace_id}")
+            print(f"  open it: {console}/console/#trace={exemplar.trace_id}")
+            print(f"  the call: {console}/console/#call={call_id}")
             logs = call_logs(client, backends, service, call_id, since)
             print(f"\nLog lines of call {call_id} (Loki):")
             for _, trace_id, line in logs:
@@ -201,4 +208,5 @@ def run_report(
             print(f"voiceobs report: {exc}")
             return 1
     print("\nmetric → exemplar → trace → logs: the same path as Grafana's two clicks.")
+    print(f"See it in the console: voiceobs console --no-auth, then {console}/console/")
     return 0

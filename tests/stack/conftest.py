@@ -17,6 +17,7 @@ if str(REPO) not in sys.path:
 
 from stack import build, control  # noqa: E402
 from stack.settings import StackError, StackSettings, load  # noqa: E402
+from tests.stack.api_support import api_demo  # noqa: E402, F401  (one demo for the API's tests)
 
 
 @pytest.fixture(scope="session")
