@@ -42,6 +42,9 @@ FRAME_RECORDS = 1000
 """Most records in one frame: pickling holds the GIL, so a backlog (after the export process
 was slow or restarted) leaves in frames of a millisecond or two each, never in one long stall
 of the engine's loop."""
+KILL_MARGIN_S = 0.1
+"""Kept back from the shutdown deadline to kill and reap an export process still busy at it,
+so that ``shutdown()`` returns within its timeout."""
 _PIPE_BYTES = 1 << 20
 """Pipe capacity asked for (Linux): about a second of a busy engine's records."""
 
@@ -119,7 +122,7 @@ class ProcessTransport(Transport):
     def shutdown(self, timeout_s: float) -> bool:
         """Ship what is queued, close the pipe and let the export process finish its
         exports until the deadline; past it, kill it. False if anything was cut short."""
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + max(0.0, timeout_s - KILL_MARGIN_S)
         ok = self.flush(timeout_s * 0.5)
         self._stopped = True
         self._wake.set()
