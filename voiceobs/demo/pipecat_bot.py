@@ -89,7 +89,8 @@ class FakeSTTService(STTService):
     provider = "deepgram"
 
     def __init__(self) -> None:
-        super().__init__(settings=STTSettings(model="nova-3", language=None))
+        # Pipecat's own default, named so that it does not warn once per call.
+        super().__init__(settings=STTSettings(model="nova-3", language=None), ttfs_p99_latency=1.0)
 
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame | None, None]:
         yield None
