@@ -75,8 +75,9 @@ class Turn:
     """Backend → seconds from the turn's end until it first answered."""
 
 
-def _get(url: str, params: dict[str, str]) -> Any:
-    with urllib.request.urlopen(f"{url}?{urllib.parse.urlencode(params)}", timeout=5) as resp:
+def _get(url: str, params: dict[str, str] | None = None) -> Any:
+    query = f"?{urllib.parse.urlencode(params)}" if params else ""
+    with urllib.request.urlopen(f"{url}{query}", timeout=5) as resp:
         return json.load(resp)
 
 
@@ -97,8 +98,7 @@ class Probes:
         for turn in pending:
             url = self.stack.url("jaeger", "query HTTP API", f"/api/traces/{turn.trace_id}")
             try:
-                with urllib.request.urlopen(url, timeout=5) as resp:
-                    data = json.load(resp)["data"]
+                data = _get(url)["data"]
             except OSError:  # 404 until stored
                 continue
             names = {span["operationName"] for trace in data for span in trace["spans"]}

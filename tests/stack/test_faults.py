@@ -401,20 +401,28 @@ def check_metrics(stack: StackSettings, load: Load, say: Say) -> None:
     assert stored == want
 
 
-def collector_metric(
-    stack: StackSettings, name: str, component: str, label: str = "exporter"
-) -> float:
-    """One component's value of a Collector self-metric, summed over its series (failures
-    come by error type); 0 while there is none. Read from the Collector itself; ``label``
-    is the label that names the component."""
+def collector_self_metrics(stack: StackSettings) -> str:
+    """The Collector's own metrics, as text."""
     url = stack.url("collector", "own telemetry", "/metrics")
     with urllib.request.urlopen(url, timeout=5) as resp:
-        text = resp.read().decode()
+        return str(resp.read().decode())
+
+
+def component_value(text: str, name: str, component: str, label: str = "exporter") -> float:
+    """One component's value of a Collector self-metric in ``text``, summed over its series
+    (failures come by error type); 0 while there is none. ``label`` names the component."""
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
         if line.startswith(f"{name}{{") and f'{label}="{component}"' in line
     )
+
+
+def collector_metric(
+    stack: StackSettings, name: str, component: str, label: str = "exporter"
+) -> float:
+    """One component's value of a Collector self-metric, read from the Collector itself."""
+    return component_value(collector_self_metrics(stack), name, component, label)
 
 
 # --- the faults ------------------------------------------------------------------------
@@ -509,10 +517,25 @@ def one_counter_point(load: Load, name: str, at_ns: int, value: int = 1) -> Any:
     )
 
 
-def collector_counts(
-    stack: StackSettings, name: str, label: str, values: tuple[str, ...]
-) -> dict[str, float]:
-    return {value: collector_metric(stack, name, value, label) for value in values}
+REFUSAL_COUNTS = {
+    "prometheus_remote_write": ("otelcol_exporter_send_failed_metric_points", "exporter"),
+    "otlp_grpc/remote_write_stage": ("otelcol_exporter_send_failed_metric_points", "exporter"),
+    "filter/older_than_prometheus_window": (
+        "otelcol_processor_filter_datapoints_filtered",
+        "filter",
+    ),
+}
+"""Where refused metric points are counted: failed by both stages of the remote-write path,
+or filtered before it as too old for Prometheus."""
+
+
+def refusal_counts(stack: StackSettings) -> dict[str, float]:
+    """Each of REFUSAL_COUNTS' components, from one read of the Collector's metrics."""
+    text = collector_self_metrics(stack)
+    return {
+        component: component_value(text, name, component, label)
+        for component, (name, label) in REFUSAL_COUNTS.items()
+    }
 
 
 def test_points_prometheus_refuses_are_dropped_counted_and_metrics_flow_on(
@@ -524,12 +547,7 @@ def test_points_prometheus_refuses_are_dropped_counted_and_metrics_flow_on(
     write; the queue empties and the next metrics are stored."""
     sender = AckingSender(listener("collector", "OTLP/gRPC receiver").hostport(stack.env))
     load = Load(service=f"faults-{uuid.uuid4().hex[:8]}")
-    failed = "otelcol_exporter_send_failed_metric_points"
-    stages = ("prometheus_remote_write", "otlp_grpc/remote_write_stage")
-    filtered = "otelcol_processor_filter_datapoints_filtered"
-    too_old_filter = ("filter/older_than_prometheus_window",)
-    failed_before = collector_counts(stack, failed, "exporter", stages)
-    filtered_before = collector_counts(stack, filtered, "filter", too_old_filter)
+    before = refusal_counts(stack)
 
     def send(name: str, at_ns: int, value: int = 1) -> None:
         assert sender.send(sender.metrics.Export, one_counter_point(load, name, at_ns, value)) == 0
@@ -545,23 +563,16 @@ def test_points_prometheus_refuses_are_dropped_counted_and_metrics_flow_on(
     send("faults.too_old", three_hours_ago)
 
     def counted() -> bool:
-        now_failed = collector_counts(stack, failed, "exporter", stages)
-        now_filtered = collector_counts(stack, filtered, "filter", too_old_filter)
-        return all(now_failed[e] > failed_before[e] for e in stages) and all(
-            now_filtered[p] > filtered_before[p] for p in too_old_filter
-        )
+        now = refusal_counts(stack)
+        return all(now[c] > before[c] for c in now)
 
     assert wait_until_stored("refusals", counted, True), (
-        f"not counted: {collector_counts(stack, failed, 'exporter', stages)} (before "
-        f"{failed_before}), {collector_counts(stack, filtered, 'filter', too_old_filter)}"
-        f" (before {filtered_before})"
+        f"not counted: {refusal_counts(stack)} (before {before})"
     )
-    now_failed = collector_counts(stack, failed, "exporter", stages)
-    now_filtered = collector_counts(stack, filtered, "filter", too_old_filter)
+    grown = {c: v - before[c] for c, v in refusal_counts(stack).items()}
     report(
-        "[faults] a conflicting duplicate, refused by Prometheus (400): failed points "
-        f"{ {e: v - failed_before[e] for e, v in now_failed.items()} }; a 3 h old point, "
-        f"filtered before remote write: { {p: v - filtered_before[p] for p, v in now_filtered.items()} }"
+        "[faults] a conflicting duplicate, refused by Prometheus (400), and a 3 h old point,"
+        f" filtered before remote write: counted {grown}"
     )
 
     send("faults.after_refusal", time.time_ns())
