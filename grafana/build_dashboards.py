@@ -146,6 +146,11 @@ def prom(
     return target.instant() if instant else target.range()
 
 
+def table_query(expr: str, legend: str = "") -> sdk_prometheus.Dataquery:
+    """A Prometheus instant query in table format (one row per series)."""
+    return prom(expr, legend, instant=True, fmt="table")
+
+
 class ExemplarsOnly(sdk_prometheus.Dataquery):
     """A Prometheus target whose series the panel hides: it is there for its exemplars."""
 
@@ -387,6 +392,10 @@ def stat(
         .text_mode(common_models.BigValueTextMode.AUTO)
         .orientation(common_models.VizOrientation.AUTO)
     )
+
+
+DROP_TIME: Json = {"id": "organize", "options": {"excludeByName": {"Time": True}}}
+"""The table transformation that hides an instant query's Time column."""
 
 
 def table(
@@ -955,12 +964,10 @@ def latency() -> sdk.Dashboard:
             "One row per provider and model with each stage's P95 over the whole time range, "
             "for comparing vendors.",
             [
-                prom(
+                table_query(
                     f"histogram_quantile(0.95, sum by (le, provider, model) "
                     f"(increase({metric}_bucket{{{TPP}}}[$__range])))",
                     name,
-                    instant=True,
-                    fmt="table",
                 )
                 for metric, name in STAGES
             ],
@@ -968,7 +975,7 @@ def latency() -> sdk.Dashboard:
             w=24,
             transformations=[
                 {"id": "merge", "options": {}},
-                {"id": "organize", "options": {"excludeByName": {"Time": True}}},
+                DROP_TIME,
             ],
         )
     )
@@ -1174,18 +1181,13 @@ def cost() -> sdk.Dashboard:
             "For each component, the provider with the highest spend over the time range: "
             "the first place to look for a cheaper model or vendor.",
             [
-                prom(
+                table_query(
                     f"topk by (component) (1, sum by (component, provider) "
                     f"(increase({by_comp}[$__range])))",
-                    "",
-                    instant=True,
-                    fmt="table",
                 )
             ],
             "currencyUSD",
-            transformations=[
-                {"id": "organize", "options": {"excludeByName": {"Time": True}}},
-            ],
+            transformations=[DROP_TIME],
         ),
         bargauge(
             "Spend by provider (time range)",
@@ -1204,18 +1206,9 @@ def cost() -> sdk.Dashboard:
             "Spend per tenant, last 30 days",
             "Each tenant's spend over the last 30 days by component (increase over 30d), "
             "for monthly billing and budget checks.",
-            [
-                prom(
-                    f"sum by (tenant, component) (increase({by_comp}[30d]))",
-                    "",
-                    instant=True,
-                    fmt="table",
-                )
-            ],
+            [table_query(f"sum by (tenant, component) (increase({by_comp}[30d]))")],
             "currencyUSD",
-            transformations=[
-                {"id": "organize", "options": {"excludeByName": {"Time": True}}},
-            ],
+            transformations=[DROP_TIME],
         ),
         timeseries(
             "Daily spend per tenant",
@@ -1455,19 +1448,14 @@ def providers() -> sdk.Dashboard:
             "range, by component: the provider uptime as the engine saw it (cancelled "
             "requests left out).",
             [
-                prom(
+                table_query(
                     f"sum by (provider, component) (increase(voice_provider_requests_total"
                     f'{{{PROV}, outcome="ok"}}[$__range])) / sum by (provider, component) '
                     f"(increase({answered}[$__range]))",
-                    "",
-                    instant=True,
-                    fmt="table",
                 )
             ],
             "percentunit",
-            transformations=[
-                {"id": "organize", "options": {"excludeByName": {"Time": True}}},
-            ],
+            transformations=[DROP_TIME],
         ),
         timeseries(
             "Provider uptime over time",
@@ -1658,13 +1646,8 @@ def engine() -> sdk.Dashboard:
             "Blackbox probe results",
             "Latest result of each blackbox probe (1 = up) with its duration.",
             [
-                prom("max by (job, instance) (probe_success)", "", instant=True, fmt="table"),
-                prom(
-                    "max by (job, instance) (probe_duration_seconds)",
-                    "",
-                    instant=True,
-                    fmt="table",
-                ),
+                table_query("max by (job, instance) (probe_success)"),
+                table_query("max by (job, instance) (probe_duration_seconds)"),
             ],
             "none",
             transformations=[
@@ -1683,18 +1666,9 @@ def engine() -> sdk.Dashboard:
             "TLS certificate expiry",
             "Time until each probed endpoint's earliest TLS certificate expires "
             "(probe_ssl_earliest_cert_expiry - time()); red under 14 days.",
-            [
-                prom(
-                    "min by (instance) (probe_ssl_earliest_cert_expiry) - time()",
-                    "",
-                    instant=True,
-                    fmt="table",
-                )
-            ],
+            [table_query("min by (instance) (probe_ssl_earliest_cert_expiry) - time()")],
             "s",
-            transformations=[
-                {"id": "organize", "options": {"excludeByName": {"Time": True}}},
-            ],
+            transformations=[DROP_TIME],
             w=12,
         ),
         timeseries(
