@@ -1,10 +1,16 @@
 """Generate voiceobs' Grafana dashboards (grafana/dashboards/<folder>/<uid>.json).
 
 The nine dashboards share variables, links and panel shapes, so they are built from one
-set of helpers here instead of nine hand-edited JSON files that drift. Run
-``python grafana/build_dashboards.py`` after editing; ``tests/grafana`` fails when the
-committed JSON differs from what this script writes. Metric names come from
-``voiceobs/semconv.py`` (and ``grafana/external-metrics.txt`` for non-voiceobs names).
+set of helpers here instead of nine hand-edited JSON files that drift. The helpers use
+Grafana's typed builders (``grafana-foundation-sdk``, a dev dependency, builders for
+Grafana 11.6's dashboard schema). Run ``python grafana/build_dashboards.py`` after editing;
+``tests/grafana`` fails when the committed JSON differs from what this script writes. Metric
+names come from ``voiceobs/semconv.py`` (and ``grafana/external-metrics.txt`` for
+non-voiceobs names).
+
+The SDK writes a zero value for every option it models that is left unset, where Grafana
+would use its own default (an unset heatmap palette has 0 steps and draws nothing; an unset
+legend is hidden), so the helpers below set those options explicitly.
 """
 
 from __future__ import annotations
@@ -12,25 +18,51 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
+
+from grafana_foundation_sdk.builders import bargauge as sdk_bargauge
+from grafana_foundation_sdk.builders import common as sdk_common
+from grafana_foundation_sdk.builders import dashboard as sdk
+from grafana_foundation_sdk.builders import heatmap as sdk_heatmap
+from grafana_foundation_sdk.builders import logs as sdk_logs
+from grafana_foundation_sdk.builders import loki as sdk_loki
+from grafana_foundation_sdk.builders import prometheus as sdk_prometheus
+from grafana_foundation_sdk.builders import stat as sdk_stat
+from grafana_foundation_sdk.builders import statetimeline as sdk_statetimeline
+from grafana_foundation_sdk.builders import table as sdk_table
+from grafana_foundation_sdk.builders import text as sdk_text
+from grafana_foundation_sdk.builders import timeseries as sdk_timeseries
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog import variants as cogvariants
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common as common_models
+from grafana_foundation_sdk.models import dashboard as models
+from grafana_foundation_sdk.models import heatmap as heatmap_models
+from grafana_foundation_sdk.models import loki as loki_models
+from grafana_foundation_sdk.models import prometheus as prometheus_models
+from grafana_foundation_sdk.models import text as text_models
 
 Json = dict[str, Any]
+Target = cogbuilder.Builder[cogvariants.Dataquery]
+Link = sdk.DashboardLink
+Row = sdk.Row
+PanelBuilder = Any
+"""One of the SDK's panel builders: they share the generic panel methods but no base class."""
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "dashboards"
 sys.path.insert(0, str(HERE.parent))
 from voiceobs import semconv  # noqa: E402  (the telemetry contract: buckets)
 
-SCHEMA_VERSION = 39
 TURN_BUDGET_S = 0.8
 COST_PER_MINUTE_BUDGET_USD = 0.20
 LLM_DURATION_TOP_BUCKET_S = semconv.LLM_DURATION.buckets[-1]
 TURN = "voice_turn_latency_seconds"
 STAGE_LEVEL = "job_tenant_pipeline_provider_model"  # what stage percentiles are recorded by
 
-PROM: Json = {"type": "prometheus", "uid": "prometheus"}
-LOKI: Json = {"type": "loki", "uid": "loki"}
-JAEGER: Json = {"type": "jaeger", "uid": "jaeger"}
+PROM = models.DataSourceRef(type_val="prometheus", uid="prometheus")
+LOKI = models.DataSourceRef(type_val="loki", uid="loki")
+JAEGER = models.DataSourceRef(type_val="jaeger", uid="jaeger")
 
 # Label filters shared by every voice query. Multi-value variables are always matched
 # with =~ (Grafana renders a multi selection as a regex alternation).
@@ -84,9 +116,10 @@ def dash_url(uid: str, extra: str = "") -> str:
     return f"/d/{uid}/{uid}{RANGE}{VAR_QUERY}{extra}"
 
 
-def link_to(uid: str, title: str | None = None) -> Json:
-    """A panel data link to another dashboard."""
-    return {"title": f"Open {title or TITLES[uid]}", "url": dash_url(uid), "targetBlank": False}
+def link_to(uid: str, title: str | None = None) -> Link:
+    """A panel data link to another dashboard. The SDK types field links as dashboard
+    links, so the JSON also carries a dashboard link's defaults, which data links ignore."""
+    return Link(f"Open {title or TITLES[uid]}").url(dash_url(uid)).target_blank(False)
 
 
 # --- Targets ---------------------------------------------------------------------------
@@ -99,19 +132,27 @@ def prom(
     exemplar: bool = False,
     instant: bool = False,
     fmt: str = "time_series",
-) -> Json:
+) -> sdk_prometheus.Dataquery:
     """A Prometheus target."""
-    target: Json = {
-        "datasource": PROM,
-        "editorMode": "code",
-        "expr": expr,
-        "legendFormat": legend,
-        "range": not instant,
-        "instant": instant,
-        "exemplar": exemplar,
-        "format": fmt,
-    }
-    return target
+    target = (
+        sdk_prometheus.Dataquery()
+        .datasource(PROM)
+        .editor_mode(prometheus_models.QueryEditorMode.CODE)
+        .expr(expr)
+        .legend_format(legend)
+        .exemplar(exemplar)
+        .format(prometheus_models.PromQueryFormat(fmt))
+    )
+    return target.instant() if instant else target.range()
+
+
+def table_query(expr: str, legend: str = "") -> sdk_prometheus.Dataquery:
+    """A Prometheus instant query in table format (one row per series)."""
+    return prom(expr, legend, instant=True, fmt="table")
+
+
+class ExemplarsOnly(sdk_prometheus.Dataquery):
+    """A Prometheus target whose series the panel hides: it is there for its exemplars."""
 
 
 def quantile(q: float, metric: str, labels: str, by: str = "") -> str:
@@ -140,414 +181,422 @@ def percentiles(
     legend: str,
     *,
     exemplars: bool = True,
-) -> list[Json]:
+) -> list[Target]:
     """Targets for recorded percentiles, plus one exemplar-only target: the raw percentile as
     an instant query (one cheap point, hidden) whose exemplars Grafana fetches for the whole
     range, so dots still open traces."""
-    targets = [
+    targets: list[Target] = [
         prom(recorded_quantile(q, metric, level, labels, by), legend.format(p=round(q * 100)))
         for q in qs
     ]
     if exemplars:
-        target = prom(
-            quantile(max(qs), metric, labels, by), "exemplars", instant=True, exemplar=True
+        targets.append(
+            ExemplarsOnly()
+            .datasource(PROM)
+            .editor_mode(prometheus_models.QueryEditorMode.CODE)
+            .expr(quantile(max(qs), metric, labels, by))
+            .legend_format("exemplars")
+            .exemplar(True)
+            .format(prometheus_models.PromQueryFormat.TIME_SERIES)
+            .instant()
         )
-        target[EXEMPLARS_ONLY] = True
-        targets.append(target)
     return targets
 
 
-EXEMPLARS_ONLY = "_exemplars_only"
+def loki(expr: str, legend: str = "") -> sdk_loki.Dataquery:
+    """A Loki range target."""
+    return (
+        sdk_loki.Dataquery()
+        .datasource(LOKI)
+        .editor_mode(loki_models.QueryEditorMode.CODE)
+        .expr(expr)
+        .legend_format(legend)
+        .query_type(loki_models.LokiQueryType.RANGE)
+    )
 
 
-def loki(expr: str, legend: str = "", *, query_type: str = "range") -> Json:
-    """A Loki target."""
-    return {
-        "datasource": LOKI,
-        "editorMode": "code",
-        "expr": expr,
-        "legendFormat": legend,
-        "queryType": query_type,
-    }
+class JaegerSearch(cogbuilder.Builder[cogvariants.Dataquery], cogvariants.Dataquery):
+    """A Jaeger trace search (one row per matching trace). The SDK has no Jaeger query
+    type, so this is its own builder and model."""
 
+    datasource = JAEGER
 
-def jaeger_search(operation: str, tags: str, limit: int = 20) -> Json:
-    """A Jaeger trace search (one row per matching trace)."""
-    return {
-        "datasource": JAEGER,
-        "queryType": "search",
-        "service": "$service_name",
-        "operation": operation,
-        "tags": tags,
-        "limit": limit,
-    }
+    def __init__(self, operation: str, tags: str, limit: int = 20) -> None:
+        self.operation, self.tags, self.limit, self.ref = operation, tags, limit, ""
+
+    def ref_id(self, ref_id: str) -> Self:
+        self.ref = ref_id
+        return self
+
+    def build(self) -> JaegerSearch:
+        return self
+
+    def to_json(self) -> Json:
+        return {
+            "datasource": JAEGER,
+            "queryType": "search",
+            "service": "$service_name",
+            "operation": self.operation,
+            "tags": self.tags,
+            "limit": self.limit,
+            "refId": self.ref,
+        }
 
 
 # --- Panels ----------------------------------------------------------------------------
 
-
-def _hidden(ref_id: str) -> Json:
-    """A field override hiding one query's series (its exemplars stay)."""
-    return {
-        "matcher": {"id": "byFrameRefID", "options": ref_id},
-        "properties": [
-            {"id": "custom.hideFrom", "value": {"legend": True, "tooltip": True, "viz": True}}
-        ],
-    }
+HIDE_SERIES = models.DynamicConfigValue(
+    id_val="custom.hideFrom", value={"legend": True, "tooltip": True, "viz": True}
+)
+"""The override that hides one query's series (its exemplars stay)."""
 
 
-def _panel(kind: str, title: str, description: str, targets: list[Json], **kw: Any) -> Json:
-    hidden = []
+def _thresholds(steps: list[tuple[float | None, str]] | None) -> sdk.ThresholdsConfig:
+    return (
+        sdk.ThresholdsConfig()
+        .mode(models.ThresholdsMode.ABSOLUTE)
+        .steps([models.Threshold(value=v, color=c) for v, c in steps or [(None, "green")]])
+    )
+
+
+def _panel(
+    panel: PanelBuilder,
+    title: str,
+    description: str,
+    targets: list[Target],
+    *,
+    w: int = 12,
+    h: int = 8,
+    interval: str | None = None,
+) -> PanelBuilder:
+    """Title, description, size and targets (lettered A, B, …); the first target's datasource
+    is the panel's."""
+    panel.title(title).description(description).span(w).height(h)
     for i, target in enumerate(targets):
-        target["refId"] = chr(ord("A") + i)
-        if target.pop(EXEMPLARS_ONLY, False):
-            hidden.append(_hidden(target["refId"]))
-    if hidden:
-        kw["fieldConfig"]["overrides"] += hidden
-    ds = targets[0]["datasource"] if targets else PROM
-    panel: Json = {
-        "type": kind,
-        "title": title,
-        "description": description,
-        "datasource": ds,
-        "targets": targets,
-        "gridPos": {"w": kw.pop("w", 12), "h": kw.pop("h", 8)},
-    }
-    links = kw.pop("links", None)
-    if links:
-        panel["links"] = links
-    panel.update(kw)
+        ref = chr(ord("A") + i)
+        panel.with_target(target.ref_id(ref))  # type: ignore[attr-defined]
+        if isinstance(target, ExemplarsOnly):
+            panel.override_by_query(ref, [HIDE_SERIES])
+    if targets:
+        panel.datasource(targets[0].build().datasource)  # type: ignore[attr-defined]
+    if interval:
+        panel.interval(interval)
     return panel
 
 
-def _defaults(
+def _field_defaults(
+    panel: PanelBuilder,
     unit: str,
     *,
     thresholds: list[tuple[float | None, str]] | None = None,
-    data_links: list[Json] | None = None,
-    mappings: list[Json] | None = None,
-    custom: Json | None = None,
+    data_links: list[Link] | None = None,
+    mappings: list[models.ValueMapping] | None = None,
     decimals: int | None = None,
     minimum: float | None = None,
     maximum: float | None = None,
-) -> Json:
-    steps = [{"color": c, "value": v} for v, c in (thresholds or [(None, "green")])]
-    defaults: Json = {
-        "unit": unit,
-        "thresholds": {"mode": "absolute", "steps": steps},
-        "color": {"mode": "palette-classic"},
-        "mappings": mappings or [],
-        "links": data_links or [],
-    }
-    if custom is not None:
-        defaults["custom"] = custom
+    color: models.FieldColorModeId = models.FieldColorModeId.PALETTE_CLASSIC,
+) -> PanelBuilder:
+    panel.unit(unit).thresholds(_thresholds(thresholds))
+    panel.color_scheme(sdk.FieldColor().mode(color))
+    panel.mappings(mappings or []).data_links(data_links or [])
     if decimals is not None:
-        defaults["decimals"] = decimals
+        panel.decimals(decimals)
     if minimum is not None:
-        defaults["min"] = minimum
+        panel.min(minimum)
     if maximum is not None:
-        defaults["max"] = maximum
-    return defaults
+        panel.max(maximum)
+    return panel
+
+
+REDUCE_LAST = sdk_common.ReduceDataOptions().calcs(["lastNotNull"]).fields("").values(False)
 
 
 def timeseries(
     title: str,
     description: str,
-    targets: list[Json],
+    targets: list[Target],
     unit: str,
     *,
     budget: float | None = None,
     stack: bool = False,
-    data_links: list[Json] | None = None,
+    data_links: list[Link] | None = None,
     minimum: float | None = 0,
     maximum: float | None = None,
-    **kw: Any,
-) -> Json:
+    w: int = 12,
+    h: int = 8,
+    interval: str | None = None,
+) -> sdk_timeseries.Panel:
     """A time series; ``budget`` draws a red threshold line (e.g. the 800 ms turn budget)."""
-    custom: Json = {
-        "drawStyle": "line",
-        "lineWidth": 1,
-        "fillOpacity": 10 if not stack else 60,
-        "showPoints": "never",
-        "spanNulls": False,
-        "stacking": {"mode": "normal" if stack else "none", "group": "A"},
-        "thresholdsStyle": {"mode": "line+area" if budget is not None else "off"},
-    }
-    thresholds = [(None, "green"), (budget, "red")] if budget is not None else None
-    return _panel(
-        "timeseries",
-        title,
-        description,
-        targets,
-        fieldConfig={
-            "defaults": _defaults(
-                unit,
-                thresholds=thresholds,
-                data_links=data_links,
-                custom=custom,
-                minimum=minimum,
-                maximum=maximum,
-            ),
-            "overrides": [],
-        },
-        options={
-            "legend": {"displayMode": "table", "placement": "bottom", "calcs": ["lastNotNull"]},
-            "tooltip": {"mode": "multi", "sort": "desc"},
-        },
-        **kw,
+    panel = _panel(sdk_timeseries.Panel(), title, description, targets, w=w, h=h, interval=interval)
+    _field_defaults(
+        panel,
+        unit,
+        thresholds=[(None, "green"), (budget, "red")] if budget is not None else None,
+        data_links=data_links,
+        minimum=minimum,
+        maximum=maximum,
+    )
+    stacking = common_models.StackingMode.NORMAL if stack else common_models.StackingMode.NONE
+    threshold_style = (
+        common_models.GraphThresholdsStyleMode.LINE_AND_AREA
+        if budget is not None
+        else common_models.GraphThresholdsStyleMode.OFF
+    )
+    return (
+        panel.draw_style(common_models.GraphDrawStyle.LINE)
+        .line_width(1)
+        .fill_opacity(60 if stack else 10)
+        .show_points(common_models.VisibilityMode.NEVER)
+        .span_nulls(False)
+        .stacking(sdk_common.StackingConfig().mode(stacking).group("A"))
+        .thresholds_style(sdk_common.GraphThresholdsStyleConfig().mode(threshold_style))
+        .legend(
+            sdk_common.VizLegendOptions()
+            .show_legend(True)
+            .display_mode(common_models.LegendDisplayMode.TABLE)
+            .placement(common_models.LegendPlacement.BOTTOM)
+            .calcs(["lastNotNull"])
+        )
+        .tooltip(
+            sdk_common.VizTooltipOptions()
+            .mode(common_models.TooltipDisplayMode.MULTI)
+            .sort(common_models.SortOrder.DESCENDING)
+        )
     )
 
 
 def stat(
     title: str,
     description: str,
-    targets: list[Json],
+    targets: list[Target],
     unit: str,
     *,
     thresholds: list[tuple[float | None, str]] | None = None,
-    data_links: list[Json] | None = None,
+    data_links: list[Link] | None = None,
     decimals: int | None = None,
-    mappings: list[Json] | None = None,
-    **kw: Any,
-) -> Json:
+    w: int = 6,
+    h: int = 5,
+) -> sdk_stat.Panel:
     """A single number. Its Prometheus queries are instant: one evaluation at the end of the
     range, not one per step of a range query that the stat would reduce to its last value."""
-    kw.setdefault("w", 6)
-    kw.setdefault("h", 5)
     for target in targets:
-        if target["datasource"] == PROM:
-            target.update(instant=True, range=False)
-    return _panel(
-        "stat",
-        title,
-        description,
-        targets,
-        fieldConfig={
-            "defaults": _defaults(
-                unit,
-                thresholds=thresholds,
-                data_links=data_links,
-                decimals=decimals,
-                mappings=mappings,
-            ),
-            "overrides": [],
-        },
-        options={
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            "graphMode": "none",
-            "colorMode": "value",
-            "justifyMode": "auto",
-            "textMode": "auto",
-            "orientation": "auto",
-        },
-        **kw,
+        if isinstance(target, sdk_prometheus.Dataquery):
+            target.instant()
+    panel = _panel(sdk_stat.Panel(), title, description, targets, w=w, h=h)
+    _field_defaults(panel, unit, thresholds=thresholds, data_links=data_links, decimals=decimals)
+    return (
+        panel.reduce_options(REDUCE_LAST)
+        .graph_mode(common_models.BigValueGraphMode.NONE)
+        .color_mode(common_models.BigValueColorMode.VALUE)
+        .justify_mode(common_models.BigValueJustifyMode.AUTO)
+        .text_mode(common_models.BigValueTextMode.AUTO)
+        .orientation(common_models.VizOrientation.AUTO)
     )
+
+
+DROP_TIME: Json = {"id": "organize", "options": {"excludeByName": {"Time": True}}}
+"""The table transformation that hides an instant query's Time column."""
 
 
 def table(
     title: str,
     description: str,
-    targets: list[Json],
+    targets: list[Target],
     unit: str,
     *,
-    data_links: list[Json] | None = None,
     transformations: list[Json] | None = None,
-    **kw: Any,
-) -> Json:
+    w: int = 12,
+    h: int = 8,
+) -> sdk_table.Panel:
     """A table of instant values."""
-    return _panel(
-        "table",
-        title,
-        description,
-        targets,
-        fieldConfig={
-            "defaults": _defaults(unit, data_links=data_links),
-            "overrides": [],
-        },
-        options={"showHeader": True, "cellHeight": "sm"},
-        transformations=transformations or [],
-        **kw,
-    )
+    panel = _panel(sdk_table.Panel(), title, description, targets, w=w, h=h)
+    _field_defaults(panel, unit)
+    for step in transformations or []:
+        panel.with_transformation(
+            models.DataTransformerConfig(id_val=step["id"], options=step["options"])
+        )
+    return panel.show_header(True).cell_height(common_models.TableCellHeight.SM)
 
 
-def bargauge(title: str, description: str, targets: list[Json], unit: str, **kw: Any) -> Json:
+def bargauge(title: str, description: str, targets: list[Target], unit: str) -> sdk_bargauge.Panel:
     """Horizontal bars, one per series (e.g. failure reasons)."""
-    return _panel(
-        "bargauge",
-        title,
-        description,
-        targets,
-        fieldConfig={"defaults": _defaults(unit), "overrides": []},
-        options={
-            "orientation": "horizontal",
-            "displayMode": "gradient",
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            "showUnfilled": True,
-        },
-        **kw,
+    panel = _panel(sdk_bargauge.Panel(), title, description, targets)
+    _field_defaults(panel, unit)
+    return (
+        panel.orientation(common_models.VizOrientation.HORIZONTAL)
+        .display_mode(common_models.BarGaugeDisplayMode.GRADIENT)
+        .reduce_options(REDUCE_LAST)
+        .show_unfilled(True)
     )
 
 
-def heatmap(title: str, description: str, targets: list[Json], unit: str, **kw: Any) -> Json:
+def heatmap(
+    title: str, description: str, targets: list[Target], unit: str, *, w: int = 12
+) -> sdk_heatmap.Panel:
     """A heatmap of pre-bucketed histogram data (targets use format: heatmap)."""
-    return _panel(
-        "heatmap",
-        title,
-        description,
-        targets,
-        fieldConfig={"defaults": _defaults(unit), "overrides": []},
-        options={
-            "calculate": False,
-            "cellGap": 1,
-            "color": {"mode": "scheme", "scheme": "Oranges", "scale": "exponential"},
-            "yAxis": {"unit": unit, "axisPlacement": "left"},
-            "rowsFrame": {"layout": "auto"},
-            "exemplars": {"color": "rgba(255,0,255,0.7)"},
-            "tooltip": {"mode": "single", "yHistogram": True},
-            "legend": {"show": True},
-        },
-        **kw,
+    panel = _panel(sdk_heatmap.Panel(), title, description, targets, w=w)
+    _field_defaults(panel, unit)
+    return (
+        panel.calculate(False)
+        .cell_gap(1)
+        .color(
+            # Grafana's own defaults for the palette, which the SDK would write as zeros.
+            sdk_heatmap.HeatmapColorOptions()
+            .mode(heatmap_models.HeatmapColorMode.SCHEME)
+            .scheme("Oranges")
+            .scale(heatmap_models.HeatmapColorScale.EXPONENTIAL)
+            .exponent(0.5)
+            .steps(64)
+            .fill("dark-orange")
+            .reverse(False)
+        )
+        .y_axis(
+            sdk_heatmap.YAxisConfig().unit(unit).axis_placement(common_models.AxisPlacement.LEFT)
+        )
+        .rows_frame(sdk_heatmap.RowsHeatmapOptions().layout(common_models.HeatmapCellLayout.AUTO))
+        .exemplars_color("rgba(255,0,255,0.7)")
+        .show_y_histogram()
+        .show_legend()
     )
 
 
-CIRCUIT_MAPPINGS: list[Json] = [
-    {
-        "type": "value",
-        "options": {
-            "0": {"text": "closed", "color": "green", "index": 0},
-            "1": {"text": "half-open", "color": "yellow", "index": 1},
-            "2": {"text": "open", "color": "red", "index": 2},
-        },
-    }
+CIRCUIT_MAPPINGS: list[models.ValueMapping] = [
+    models.ValueMap(
+        options={
+            "0": models.ValueMappingResult(text="closed", color="green", index=0),
+            "1": models.ValueMappingResult(text="half-open", color="yellow", index=1),
+            "2": models.ValueMappingResult(text="open", color="red", index=2),
+        }
+    )
 ]
 
 
 def state_timeline(
     title: str,
     description: str,
-    targets: list[Json],
+    targets: list[Target],
     *,
-    mappings: list[Json] | None = None,
+    mappings: list[models.ValueMapping] | None = None,
     thresholds: list[tuple[float | None, str]] | None = None,
-    **kw: Any,
-) -> Json:
+    w: int = 12,
+) -> sdk_statetimeline.Panel:
     """States over time; defaults to circuit breakers, 0 closed / 1 half-open / 2 open."""
-    return _panel(
-        "state-timeline",
-        title,
-        description,
-        targets,
-        fieldConfig={
-            "defaults": _defaults(
-                "none",
-                mappings=mappings if mappings is not None else CIRCUIT_MAPPINGS,
-                thresholds=thresholds or [(None, "green"), (1, "yellow"), (2, "red")],
-                custom={"lineWidth": 0, "fillOpacity": 80},
-            )
-            | {"color": {"mode": "thresholds"}},
-            "overrides": [],
-        },
-        options={
-            "mergeValues": True,
-            "showValue": "auto",
-            "alignValue": "left",
-            "rowHeight": 0.9,
-            "legend": {"showLegend": True, "displayMode": "list", "placement": "bottom"},
-        },
-        **kw,
+    panel = _panel(sdk_statetimeline.Panel(), title, description, targets, w=w)
+    _field_defaults(
+        panel,
+        "none",
+        mappings=mappings if mappings is not None else CIRCUIT_MAPPINGS,
+        thresholds=thresholds or [(None, "green"), (1, "yellow"), (2, "red")],
+        color=models.FieldColorModeId.THRESHOLDS,
+    )
+    return (
+        panel.line_width(0)
+        .fill_opacity(80)
+        .merge_values(True)
+        .show_value(common_models.VisibilityMode.AUTO)
+        .align_value("left")
+        .row_height(0.9)
+        .legend(
+            sdk_common.VizLegendOptions()
+            .show_legend(True)
+            .display_mode(common_models.LegendDisplayMode.LIST)
+            .placement(common_models.LegendPlacement.BOTTOM)
+        )
+        .tooltip(
+            sdk_common.VizTooltipOptions()
+            .mode(common_models.TooltipDisplayMode.SINGLE)
+            .sort(common_models.SortOrder.NONE)
+        )
     )
 
 
-UP_MAPPINGS: list[Json] = [
-    {
-        "type": "value",
-        "options": {
-            "0": {"text": "down", "color": "red", "index": 0},
-            "1": {"text": "up", "color": "green", "index": 1},
-        },
-    }
+UP_MAPPINGS: list[models.ValueMapping] = [
+    models.ValueMap(
+        options={
+            "0": models.ValueMappingResult(text="down", color="red", index=0),
+            "1": models.ValueMappingResult(text="up", color="green", index=1),
+        }
+    )
 ]
 
 
-def logs(title: str, description: str, targets: list[Json], **kw: Any) -> Json:
+def logs(
+    title: str, description: str, targets: list[Target], *, w: int = 24, h: int = 12
+) -> sdk_logs.Panel:
     """A Loki logs panel."""
-    kw.setdefault("w", 24)
-    kw.setdefault("h", 12)
-    return _panel(
-        "logs",
-        title,
-        description,
-        targets,
-        options={
-            "showTime": True,
-            "wrapLogMessage": True,
-            "sortOrder": "Ascending",
-            "enableLogDetails": True,
-            "prettifyLogMessage": False,
-            "dedupStrategy": "none",
-        },
-        **kw,
+    return (
+        _panel(sdk_logs.Panel(), title, description, targets, w=w, h=h)
+        .show_time(True)
+        .wrap_log_message(True)
+        .sort_order(common_models.LogsSortOrder.ASCENDING)
+        .enable_log_details(True)
+        .prettify_log_message(False)
+        .dedup_strategy(common_models.LogsDedupStrategy.NONE)
     )
 
 
-def text(title: str, description: str, content: str, **kw: Any) -> Json:
+def text(title: str, description: str, content: str) -> sdk_text.Panel:
     """A markdown note (no targets)."""
-    kw.setdefault("w", 24)
-    kw.setdefault("h", 3)
-    panel = _panel("text", title, description, [], **kw)
-    del panel["datasource"]
-    panel["options"] = {"mode": "markdown", "content": content}
-    return panel
+    panel = _panel(sdk_text.Panel(), title, description, [], w=24, h=3)
+    return panel.mode(text_models.TextMode.MARKDOWN).content(content)
 
 
-def row(title: str) -> Json:
+def row(title: str) -> Row:
     """A row header (a layout element, not a data panel)."""
-    return {"type": "row", "title": title, "collapsed": False, "panels": [], "gridPos": {}}
+    return Row(title).collapsed(False)
 
 
 # --- Dashboard -------------------------------------------------------------------------
 
 
-def _var(name: str, label: str, query: str, *, all_value: str = ".*", multi: bool = True) -> Json:
-    return {
-        "type": "query",
-        "name": name,
-        "label": label,
-        "datasource": PROM,
-        "query": query,
-        "definition": query,
-        "refresh": 2,
-        "multi": multi,
-        "includeAll": multi,
-        "allValue": all_value if multi else None,
-        "current": {"selected": True, "text": ["All"], "value": ["$__all"]} if multi else {},
-        "sort": 1,
-        "regex": "",
-        "hide": 0,
-        "options": [],
-    }
+def _var(
+    name: str, label: str, query: str, *, all_value: str | None = ".*", multi: bool = True
+) -> sdk.QueryVariable:
+    variable = (
+        sdk.QueryVariable(name)
+        .label(label)
+        .datasource(PROM)
+        .query(query)
+        .refresh(models.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .multi(multi)
+        .include_all(multi)
+        .sort(models.VariableSort.ALPHABETICAL_ASC)
+        .regex("")
+        .hide(models.VariableHide.DONT_HIDE)
+        .options([])
+    )
+    if multi:
+        variable.current(models.VariableOption(selected=True, text=["All"], value=["$__all"]))
+        if all_value is not None:
+            variable.all_value(all_value)
+    return variable
 
 
 SERVICE_NAME_REGEX = r"/^(?:.*\/)?([^\/]+)$/"
 """Grafana variable regex: the service.name part of a job (``ns/name`` or ``name``)."""
 
 
-def service_name_variable() -> Json:
+def service_name_variable() -> sdk.QueryVariable:
     """Hidden: the service.name of every job ``$service`` selects (Loki, Jaeger).
 
     It has no All value of its own, so "All" (its only state) renders as the alternation
     of its options, which are exactly the selected services' names.
     """
-    variable = _var(
-        "service_name",
-        "Service name",
-        f"label_values(voice_calls_total{{{SVC}}}, job)",
+    return (
+        _var(
+            "service_name",
+            "Service name",
+            f"label_values(voice_calls_total{{{SVC}}}, job)",
+            all_value=None,
+        )
+        .regex(SERVICE_NAME_REGEX)
+        .hide(models.VariableHide.HIDE_VARIABLE)
     )
-    variable.update(regex=SERVICE_NAME_REGEX, allValue=None, hide=2)
-    return variable
 
 
-def standard_variables(*, single_service: bool = False) -> list[Json]:
+def standard_variables(
+    *, single_service: bool = False
+) -> list[cogbuilder.Builder[models.VariableModel]]:
     """service (+ hidden service_name), tenant, pipeline and provider, from label_values.
 
     ``service`` is the Prometheus ``job`` (service.namespace/service.name, or service.name
@@ -577,96 +626,85 @@ def standard_variables(*, single_service: bool = False) -> list[Json]:
     ]
 
 
-def _layout(panels: list[Json]) -> list[Json]:
-    """Flow panels left to right into a 24-column grid; rows start a new line."""
+def _layout(dash: sdk.Dashboard, items: list[Row | PanelBuilder]) -> None:
+    """Flow panels left to right into a 24-column grid; rows start a new line. (The SDK's
+    own flow lets a panel run past column 24 instead of starting a new line.)"""
     x = y = line_h = 0
-    for pid, panel in enumerate(panels, start=1):
-        panel["id"] = pid
-        pos = panel["gridPos"]
-        if panel["type"] == "row":
+    for pid, item in enumerate(items, start=1):
+        item.id(pid)
+        if isinstance(item, Row):
             y += line_h
-            panel["gridPos"] = {"x": 0, "y": y, "w": 24, "h": 1}
+            dash.with_row(item.grid_pos(models.GridPos(x=0, y=y, w=24, h=1)))
             y += 1
             x = line_h = 0
             continue
-        w, h = pos["w"], pos["h"]
-        if x + w > 24:
+        size = item.build().grid_pos
+        if x + size.w > 24:
             y += line_h
             x = line_h = 0
-        panel["gridPos"] = {"x": x, "y": y, "w": w, "h": h}
-        x += w
-        line_h = max(line_h, h)
-    return panels
+        dash.with_panel(item.grid_pos(models.GridPos(x=x, y=y, w=size.w, h=size.h)))
+        x += size.w
+        line_h = max(line_h, size.h)
+
+
+BUILT_IN_ANNOTATIONS = (
+    sdk.AnnotationQuery()
+    .built_in(1)
+    .datasource(models.DataSourceRef(type_val="grafana", uid="-- Grafana --"))
+    .enable(True)
+    .hide(True)
+    .icon_color("rgba(0, 211, 255, 1)")
+    .name("Annotations & Alerts")
+    .type("dashboard")
+)
+
+DASHBOARD_LINKS: list[cogbuilder.Builder[models.DashboardLink]] = [
+    Link("voiceobs dashboards")
+    .type(models.DashboardLinkType.DASHBOARDS)
+    .tags(["voiceobs"])
+    .as_dropdown(True)
+    .include_vars(True)
+    .keep_time(True)
+    .icon("external link"),
+    Link("Call explorer")
+    .type(models.DashboardLinkType.LINK)
+    .url(f"/d/voiceobs-call-explorer/voiceobs-call-explorer{RANGE}")
+    .icon("search")
+    .tooltip("Find one call's trace, logs and turns by call id"),
+]
+"""The shared links menu to every other voiceobs dashboard, and the call explorer."""
 
 
 def dashboard(
     uid: str,
     description: str,
-    panels: list[Json],
+    panels: list[Row | PanelBuilder],
     *,
-    variables: list[Json] | None = None,
+    variables: list[cogbuilder.Builder[models.VariableModel]] | None = None,
     tags: tuple[str, ...] = (),
     time_from: str = "now-6h",
-) -> Json:
+) -> sdk.Dashboard:
     """A complete dashboard with the shared links menu to every other voiceobs dashboard."""
-    return {
-        "uid": uid,
-        "title": TITLES[uid],
-        "description": description,
-        "tags": ["voiceobs", *tags],
-        "schemaVersion": SCHEMA_VERSION,
-        "version": 1,
-        "editable": True,
-        "graphTooltip": 1,
-        "timezone": "browser",
-        "refresh": "30s",
-        "time": {"from": time_from, "to": "now"},
-        "timepicker": {},
-        "fiscalYearStartMonth": 0,
-        "liveNow": False,
-        "weekStart": "",
-        "annotations": {
-            "list": [
-                {
-                    "builtIn": 1,
-                    "datasource": {"type": "grafana", "uid": "-- Grafana --"},
-                    "enable": True,
-                    "hide": True,
-                    "iconColor": "rgba(0, 211, 255, 1)",
-                    "name": "Annotations & Alerts",
-                    "type": "dashboard",
-                }
-            ]
-        },
-        "links": [
-            {
-                "title": "voiceobs dashboards",
-                "type": "dashboards",
-                "tags": ["voiceobs"],
-                "asDropdown": True,
-                "includeVars": True,
-                "keepTime": True,
-                "targetBlank": False,
-                "icon": "external link",
-                "tooltip": "",
-                "url": "",
-            },
-            {
-                "title": "Call explorer",
-                "type": "link",
-                "url": f"/d/voiceobs-call-explorer/voiceobs-call-explorer{RANGE}",
-                "icon": "search",
-                "tooltip": "Find one call's trace, logs and turns by call id",
-                "asDropdown": False,
-                "includeVars": False,
-                "keepTime": False,
-                "targetBlank": False,
-                "tags": [],
-            },
-        ],
-        "templating": {"list": variables if variables is not None else standard_variables()},
-        "panels": _layout(panels),
-    }
+    dash = (
+        sdk.Dashboard(TITLES[uid])
+        .uid(uid)
+        .description(description)
+        .tags(["voiceobs", *tags])
+        .version(1)
+        .editable()
+        .tooltip(models.DashboardCursorSync.CROSSHAIR)
+        .timezone("browser")
+        .refresh("30s")
+        .time(time_from, "now")
+        .fiscal_year_start_month(0)
+        .live_now(False)
+        .week_start("")
+        .annotation(BUILT_IN_ANNOTATIONS)
+        .links(DASHBOARD_LINKS)
+        .variables(variables if variables is not None else standard_variables())
+    )
+    _layout(dash, panels)
+    return dash
 
 
 # --- The dashboards --------------------------------------------------------------------
@@ -674,7 +712,7 @@ def dashboard(
 BUDGET_NOTE = "The red line is the 800 ms turn-latency budget (the P95 alert threshold)."
 
 
-def overview() -> Json:
+def overview() -> sdk.Dashboard:
     calls = f"voice_calls_total{{{TP}}}"
     panels = [
         row("Are calls working right now?"),
@@ -806,8 +844,8 @@ STAGES = (
 )
 
 
-def latency() -> Json:
-    panels: list[Json] = [
+def latency() -> sdk.Dashboard:
+    panels: list[Row | PanelBuilder] = [
         row("Turn latency"),
         timeseries(
             "Turn latency P50 / P95 / P99",
@@ -926,12 +964,10 @@ def latency() -> Json:
             "One row per provider and model with each stage's P95 over the whole time range, "
             "for comparing vendors.",
             [
-                prom(
+                table_query(
                     f"histogram_quantile(0.95, sum by (le, provider, model) "
                     f"(increase({metric}_bucket{{{TPP}}}[$__range])))",
                     name,
-                    instant=True,
-                    fmt="table",
                 )
                 for metric, name in STAGES
             ],
@@ -939,7 +975,7 @@ def latency() -> Json:
             w=24,
             transformations=[
                 {"id": "merge", "options": {}},
-                {"id": "organize", "options": {"excludeByName": {"Time": True}}},
+                DROP_TIME,
             ],
         )
     )
@@ -952,17 +988,16 @@ def latency() -> Json:
     )
 
 
-def call_explorer() -> Json:
-    call_variable: Json = {
-        "type": "textbox",
-        "name": "call_id",
-        "label": "Call id",
-        "query": "",
-        "current": {"selected": False, "text": "", "value": ""},
-        "hide": 0,
-        "options": [],
-        "description": "The voice.call.id (from an exemplar, a log line or your engine)",
-    }
+def call_explorer() -> sdk.Dashboard:
+    call_variable = (
+        sdk.TextBoxVariable("call_id")
+        .label("Call id")
+        .default_value("")
+        .current(models.VariableOption(selected=False, text="", value=""))
+        .hide(models.VariableHide.DONT_HIDE)
+        .options([])
+        .description("The voice.call.id (from an exemplar, a log line or your engine)")
+    )
     variables = [*standard_variables(single_service=True), call_variable]
     call_logs = f'{{{LOKI_SVC}}} | voice_call_id="$call_id"'
     panels = [
@@ -977,7 +1012,7 @@ def call_explorer() -> Json:
             "Call trace (Jaeger)",
             "Jaeger search for the voice.call span tagged voice.call.id=$call_id; click the "
             "trace id to open the whole call (every turn and stage span).",
-            [jaeger_search("voice.call", 'voice.call.id="$call_id"')],
+            [JaegerSearch("voice.call", 'voice.call.id="$call_id"')],
             "none",
             w=12,
         ),
@@ -985,7 +1020,7 @@ def call_explorer() -> Json:
             "Turns of this call (Jaeger)",
             "Traces holding voice.turn spans of this call; each turn span carries "
             "voice.turn.number, voice.turn.latency and voice.turn.interrupted.",
-            [jaeger_search("voice.turn", 'voice.call.id="$call_id"', limit=50)],
+            [JaegerSearch("voice.turn", 'voice.call.id="$call_id"', limit=50)],
             "none",
             w=12,
         ),
@@ -1053,7 +1088,7 @@ def call_explorer() -> Json:
     )
 
 
-def cost() -> Json:
+def cost() -> sdk.Dashboard:
     by_comp = f"voice_cost_usd_total{{{TPP}}}"
     panels = [
         row("Per call and per minute"),
@@ -1146,18 +1181,13 @@ def cost() -> Json:
             "For each component, the provider with the highest spend over the time range: "
             "the first place to look for a cheaper model or vendor.",
             [
-                prom(
+                table_query(
                     f"topk by (component) (1, sum by (component, provider) "
                     f"(increase({by_comp}[$__range])))",
-                    "",
-                    instant=True,
-                    fmt="table",
                 )
             ],
             "currencyUSD",
-            transformations=[
-                {"id": "organize", "options": {"excludeByName": {"Time": True}}},
-            ],
+            transformations=[DROP_TIME],
         ),
         bargauge(
             "Spend by provider (time range)",
@@ -1176,18 +1206,9 @@ def cost() -> Json:
             "Spend per tenant, last 30 days",
             "Each tenant's spend over the last 30 days by component (increase over 30d), "
             "for monthly billing and budget checks.",
-            [
-                prom(
-                    f"sum by (tenant, component) (increase({by_comp}[30d]))",
-                    "",
-                    instant=True,
-                    fmt="table",
-                )
-            ],
+            [table_query(f"sum by (tenant, component) (increase({by_comp}[30d]))")],
             "currencyUSD",
-            transformations=[
-                {"id": "organize", "options": {"excludeByName": {"Time": True}}},
-            ],
+            transformations=[DROP_TIME],
         ),
         timeseries(
             "Daily spend per tenant",
@@ -1252,7 +1273,7 @@ def cost() -> Json:
     )
 
 
-def audio() -> Json:
+def audio() -> sdk.Dashboard:
     panels = [
         row("Streaming restarts"),
         timeseries(
@@ -1392,7 +1413,7 @@ def audio() -> Json:
     )
 
 
-def providers() -> Json:
+def providers() -> sdk.Dashboard:
     answered = f"voice_provider_requests_total{{{PROV}, {PROVIDER_ANSWERED}}}"
     rates = "job_provider_component_outcome:voice_provider_requests:rate5m"
     panels = [
@@ -1427,19 +1448,14 @@ def providers() -> Json:
             "range, by component: the provider uptime as the engine saw it (cancelled "
             "requests left out).",
             [
-                prom(
+                table_query(
                     f"sum by (provider, component) (increase(voice_provider_requests_total"
                     f'{{{PROV}, outcome="ok"}}[$__range])) / sum by (provider, component) '
                     f"(increase({answered}[$__range]))",
-                    "",
-                    instant=True,
-                    fmt="table",
                 )
             ],
             "percentunit",
-            transformations=[
-                {"id": "organize", "options": {"excludeByName": {"Time": True}}},
-            ],
+            transformations=[DROP_TIME],
         ),
         timeseries(
             "Provider uptime over time",
@@ -1510,7 +1526,7 @@ def providers() -> Json:
     )
 
 
-def engine() -> Json:
+def engine() -> sdk.Dashboard:
     http = f"http_server_request_duration_seconds_count{{{SVC}}}"
     panels = [
         row("Engine HTTP API"),
@@ -1630,13 +1646,8 @@ def engine() -> Json:
             "Blackbox probe results",
             "Latest result of each blackbox probe (1 = up) with its duration.",
             [
-                prom("max by (job, instance) (probe_success)", "", instant=True, fmt="table"),
-                prom(
-                    "max by (job, instance) (probe_duration_seconds)",
-                    "",
-                    instant=True,
-                    fmt="table",
-                ),
+                table_query("max by (job, instance) (probe_success)"),
+                table_query("max by (job, instance) (probe_duration_seconds)"),
             ],
             "none",
             transformations=[
@@ -1655,18 +1666,9 @@ def engine() -> Json:
             "TLS certificate expiry",
             "Time until each probed endpoint's earliest TLS certificate expires "
             "(probe_ssl_earliest_cert_expiry - time()); red under 14 days.",
-            [
-                prom(
-                    "min by (instance) (probe_ssl_earliest_cert_expiry) - time()",
-                    "",
-                    instant=True,
-                    fmt="table",
-                )
-            ],
+            [table_query("min by (instance) (probe_ssl_earliest_cert_expiry) - time()")],
             "s",
-            transformations=[
-                {"id": "organize", "options": {"excludeByName": {"Time": True}}},
-            ],
+            transformations=[DROP_TIME],
             w=12,
         ),
         timeseries(
@@ -1713,8 +1715,8 @@ def _otelcol(kind: str, signal: str) -> str:
 SIGNALS = (("spans", "spans"), ("metric_points", "metric points"), ("log_records", "log records"))
 
 
-def pipeline() -> Json:
-    panels: list[Json] = [row("Collector: in")]
+def pipeline() -> sdk.Dashboard:
+    panels: list[Row | PanelBuilder] = [row("Collector: in")]
     for signal, name in SIGNALS:
         panels.append(
             timeseries(
@@ -1927,11 +1929,11 @@ def pipeline() -> Json:
     )
 
 
-def _trend(expr_now: str, expr_then: str) -> list[Json]:
+def _trend(expr_now: str, expr_then: str) -> list[Target]:
     return [prom(expr_now, "now"), prom(expr_then, "7 days ago")]
 
 
-def executive() -> Json:
+def executive() -> sdk.Dashboard:
     calls = f"voice_calls_total{{{TP}}}"
     ok = f'voice_calls_total{{{TP}, status=~"completed|transferred"}}'
     success = f"sum(increase({ok}[1d])) / sum(increase({calls}[1d]))"
@@ -2084,7 +2086,8 @@ def render() -> dict[Path, str]:
     files: dict[Path, str] = {}
     for folder, uids in FOLDERS.items():
         for uid in uids:
-            text_ = json.dumps(BUILDERS[uid](), indent=2, ensure_ascii=False) + "\n"
+            dash = BUILDERS[uid]().build()
+            text_ = json.dumps(dash, cls=JSONEncoder, indent=2, ensure_ascii=False) + "\n"
             files[Path(folder) / f"{uid.removeprefix('voiceobs-')}.json"] = text_
     return files
 

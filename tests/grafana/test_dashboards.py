@@ -323,7 +323,7 @@ def test_every_dashboard_has_the_standard_filter_variables() -> None:
         for name in STANDARD_VARIABLES:
             assert name in variables, (dashboard["uid"], name)
             assert variables[name]["datasource"] == {"type": "prometheus", "uid": "prometheus"}
-        assert variables["service"]["definition"] == "label_values(voice_calls_total, job)"
+        assert variables["service"]["query"] == "label_values(voice_calls_total, job)"
         for name in ("tenant", "pipeline", "provider"):
             assert variables[name]["multi"] and variables[name]["includeAll"], name
 

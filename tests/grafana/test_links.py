@@ -113,7 +113,7 @@ def test_one_service_identity_holds_in_prometheus_loki_and_jaeger(job: str) -> N
     pattern = service_name["regex"].strip("/").replace("\\/", "/")
     match = re.search(pattern, job)
     assert match and match.group(1) == "voice-engine"
-    assert service_name["hide"] == 2 and service_name["allValue"] is None
+    assert service_name["hide"] == 2 and service_name.get("allValue") is None
     assert "$service" in service_name["query"]
     # Prometheus selectors match the job from a full job value or from service.name alone
     # (a log line's Call link knows only the name); Prometheus anchors regexes.
