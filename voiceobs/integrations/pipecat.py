@@ -188,8 +188,6 @@ class VoiceobsObserver(BaseObserver):
         self._bot_speaking = False
         self._providers: dict[int, str] = {}
         self._kinds: dict[int, StageKind | None] = {}
-        self._handler_of: dict[type, _Handler | None] = {}
-        """Each frame class's handler (None: a frame it does not read), resolved once."""
 
     # --- Pipecat's side ------------------------------------------------------------------
     async def on_push_frame(self, data: FramePushed) -> None:
@@ -199,9 +197,9 @@ class VoiceobsObserver(BaseObserver):
             return
         frame = data.frame
         try:
-            handler = self._handler_of[frame.__class__]
+            handler = _frame_handler_of[frame.__class__]
         except KeyError:
-            handler = self._handler_of[frame.__class__] = _resolve(frame.__class__, _HANDLERS)
+            handler = _frame_handler_of[frame.__class__] = _resolve(frame.__class__, _HANDLERS)
         if handler is None:
             return
         if data.direction is _UPSTREAM and frame.broadcast_sibling_id is not None:
@@ -476,6 +474,9 @@ _HANDLERS: tuple[tuple[type[Frame], _Handler], ...] = (
     (CancelFrame, VoiceobsObserver._end),
 )
 
+
+_frame_handler_of: dict[type, _Handler | None] = {}
+"""Each frame class's handler (None: a frame the observer does not read), resolved once."""
 
 _METRIC_HANDLERS: tuple[tuple[type[MetricsData], _MetricHandler], ...] = (
     (LLMUsageMetricsData, VoiceobsObserver._llm_usage),
