@@ -158,12 +158,12 @@ async def _standalone_services(tracing: bool, tracing_context: Any) -> dict[type
 
 async def _replay(mode: str, turns: int) -> dict[str, Any]:
     """CPU seconds per turn of each window of turns, the recording replayed into two lanes
-    window by window: ``bare`` (Pipecat's turn tracking, services untraced) and ``mode``'s
-    (the same plus voiceobs' observer, or plus Pipecat's tracing observers with the services
-    traced). Paired in one process, so a neighbour's load hits both alike. Each lane's
-    figures: this process's CPU (the engine's: all threads, the window ending with a flush)
-    and its loop thread's; and, over the whole run, the child processes' (voiceobs' export
-    process)."""
+    turn by turn (taking turns at going first): ``bare`` (Pipecat's turn tracking, services
+    untraced) and ``mode``'s (the same plus voiceobs' observer, or plus Pipecat's tracing
+    observers with the services traced). Paired in one process, so a neighbour's load hits
+    both alike. Each lane's figures: its loop-thread time, and that plus (instrumented lane
+    only) the process's other threads and the flush ending each window; and, over the whole
+    run, the child processes' (voiceobs' export process)."""
     from pipecat.observers.base_observer import BaseObserver
     from pipecat.observers.turn_tracking_observer import TurnTrackingObserver
     from pipecat.utils.tracing.tracing_context import TracingContext
@@ -228,8 +228,8 @@ async def _replay(mode: str, turns: int) -> dict[str, Any]:
                 loop_s[lane] += time.thread_time() - lane_began
         settle()
         process_s = time.process_time() - began
-        # The other threads (voiceobs' shipper, Pipecat's span processor) and the flush work
-        # for the instrumented lane alone.
+        # The other threads (voiceobs' shipper, Pipecat's span processor) and the flush are
+        # the instrumented lane's: the bare lane starts no thread and has nothing to flush.
         mode_extra_s = process_s - sum(loop_s.values())
         for lane, extra_s in (("bare", 0.0), (mode, mode_extra_s)):
             result[f"{lane}_loop"].append(loop_s[lane] / WINDOW)
