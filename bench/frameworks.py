@@ -1,51 +1,63 @@
 """Frameworks: the Pipecat adapter beside Pipecat's built-in tracing, on the same pipeline.
 
 The pipeline is voiceobs' demo bot (:mod:`voiceobs.demo.pipecat_bot`: a scripted user, fake
-STT, LLM and TTS services, an output transport) with its delays cut to a millisecond. One call
-of 200 turns runs once, recording every frame the observers are told about; the recording is
-then replayed, turn by turn, into each mode's observers, so every mode sees exactly the same
-frames and the difference is theirs alone (a live pipeline's own CPU varies by more than the
-figures measured here). Each mode runs in a process of its own (Pipecat's tracing sets the
-global tracer provider):
+STT, LLM and TTS services that go through Pipecat's own traced paths, an output transport)
+with its delays cut to a millisecond. One call of 200 turns runs once, recording every frame
+pushed; the recording is then replayed, turn by turn, into observers and into fresh copies of
+the three services (set up outside a pipeline, so what they push goes nowhere), so every lane
+sees exactly the same frames and the difference is theirs alone (a live pipeline's own CPU
+varies by more than the figures measured here). Each instrumented mode runs in a process of
+its own (Pipecat's tracing sets the global tracer provider), beside a ``bare`` lane in the
+same process, turn by turn, so a neighbour's load hits both alike:
 
-- ``bare``: Pipecat's turn-tracking observer, there with or without tracing: the baseline;
-- ``voiceobs``: plus :class:`voiceobs.integrations.pipecat.VoiceobsObserver` (spans, metrics,
-  exemplars, materialised in this process; exporters discard);
-- ``pipecat``: plus what ``enable_tracing=True`` adds, ``UserBotLatencyObserver`` and
-  ``TurnTraceObserver``, after Pipecat's ``setup_tracing`` (a batch span processor whose
-  exporter discards).
+- ``bare``: Pipecat's turn-tracking observer and the services untraced: the baseline;
+- ``voiceobs``: plus :class:`voiceobs.integrations.pipecat.VoiceobsObserver`, in voiceobs'
+  default mode: the engine's process only records, its export process materialises spans,
+  metric points and exemplars and exports them;
+- ``pipecat``: plus what ``enable_tracing=True`` adds: ``UserBotLatencyObserver`` and
+  ``TurnTraceObserver`` after Pipecat's ``setup_tracing``, and the services traced (the STT,
+  LLM and TTS spans of ``@traced_stt`` / ``@traced_llm`` / ``@traced_tts``; the LLM span
+  carries the whole conversation, so it grows with the turns).
 
-Figures: CPU of the whole process (all threads; each window of 25 turns ends with a flush so
-background export counts) per turn above ``bare``, over turns 1-25 and 176-200, voiceobs
-against Pipecat's tracing (goal ≤ 0.1 times) and voiceobs' turns 176-200 against its turns
-1-25 (flat, ≤ 1.5 times); and the wall time of the final flush of a live 20-turn call with
-nothing listening on the OTLP endpoint (goal ≤ 5 s), beside Pipecat's tracer provider shutdown
-(full form only: it waits out its exporter's retries).
+Both export OTLP/gRPC to a receiver in the parent process that keeps nothing
+(:mod:`bench.otlp_sink`), so each pays its encoding and sending as a user does.
+
+Figures: the engine's process CPU per turn above ``bare`` (the lane's loop-thread time, plus,
+for the instrumented lane, the process's other threads and the flush that ends each window
+of 25 turns), over turns 1-25 and 176-200, voiceobs against Pipecat's tracing (goal ≤ 0.1
+times) and voiceobs' turns 176-200 against its turns 1-25 (flat, ≤ 1.5 times); the loop
+thread's share; the CPU of all voiceobs' processes (its export process added, read with
+psutil over the whole replay) against Pipecat's; and the wall time of the final flush of a
+live 20-turn call with nothing listening on the OTLP endpoint (goal ≤ 5 s), beside Pipecat's
+tracer provider shutdown (full form only: it waits out its exporter's retries).
 
 Not counted: Pipecat's delivery to each observer (a queue and a task wake-up per frame), which
-the adapter pays once and Pipecat's tracing twice; and Pipecat's service spans (LLM, TTS,
-STT), which come from decorators on real services' request methods the fake services do not
-call. Both leave Pipecat's figure an underestimate, so the ratio is conservative.
+the adapter pays once and Pipecat's tracing twice, so the ratio is conservative; and voiceobs'
+costs that come with time rather than turns (the engine's own metrics, collected once an
+interval; the shipper thread's wake-ups), which a replay compresses away.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from bench.engine_load import REPO_ROOT, clean_env
 from bench.figures import Figure, Goal
+from bench.otlp_sink import DiscardingSink
 
 TURNS = 200
 WINDOW = 25
-MODES = ("bare", "voiceobs", "pipecat")
+MODES = ("voiceobs", "pipecat")
 
 
 def _dead_endpoint() -> str:
@@ -117,65 +129,113 @@ async def _record(
     return recorded
 
 
+async def _standalone_services(tracing: bool, tracing_context: Any) -> dict[type, Any]:
+    """The bot's three services, set up outside any pipeline (what they push goes nowhere),
+    by class, with Pipecat's tracing on or off as ``PipelineWorker(enable_tracing=...)``
+    sets it."""
+    from pipecat.clocks.system_clock import SystemClock
+    from pipecat.processors.frame_processor import FrameProcessorSetup
+    from pipecat.utils.asyncio.task_manager import TaskManager
+
+    from voiceobs.demo import pipecat_bot
+
+    setup = FrameProcessorSetup(
+        clock=SystemClock(),
+        task_manager=TaskManager(loop=asyncio.get_running_loop()),
+        enable_tracing=tracing,
+        tracing_context=tracing_context,
+        pipeline_worker=None,  # type: ignore[arg-type]  # no worker: no pipeline
+    )
+    services = [
+        pipecat_bot.FakeSTTService(),
+        pipecat_bot.FakeLLMService(),
+        pipecat_bot.FakeTTSService(),
+    ]
+    for service in services:
+        await service.setup(setup)
+    return {type(service): service for service in services}
+
+
 async def _replay(mode: str, turns: int) -> dict[str, Any]:
-    """CPU seconds per turn of each window of turns, replayed into ``mode``'s observers."""
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import ReadableSpan
-    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+    """CPU seconds per turn of each window of turns, the recording replayed into two lanes
+    turn by turn (taking turns at going first): ``bare`` (Pipecat's turn tracking, services
+    untraced) and ``mode``'s (the same plus voiceobs' observer, or plus Pipecat's tracing
+    observers with the services traced). Paired in one process, so a neighbour's load hits
+    both alike. Each lane's figures: its loop-thread time, and that plus (instrumented lane
+    only) the process's other threads and the flush ending each window; and, over the whole
+    run, the child processes' (voiceobs' export process)."""
     from pipecat.observers.base_observer import BaseObserver
     from pipecat.observers.turn_tracking_observer import TurnTrackingObserver
+    from pipecat.utils.tracing.tracing_context import TracingContext
 
-    class Discard(SpanExporter):
-        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-        def shutdown(self) -> None:
-            pass
+    from bench.cpu import children_cpu, children_delta
 
     recorded = await _record(turns)
     tracker = TurnTrackingObserver()
     observers: list[BaseObserver] = [tracker]
+    tracing_context = TracingContext()
     settle: Any = lambda: None  # noqa: E731
     if mode == "voiceobs":
-        from voiceobs import Exporters, VoiceobsSettings, setup_instrumentation
+        from voiceobs import VoiceobsSettings, setup_instrumentation
         from voiceobs.integrations.pipecat import VoiceobsObserver
 
-        exporters = Exporters(span=Discard(), metric_readers=[InMemoryMetricReader()])
         obs = setup_instrumentation(
-            settings=VoiceobsSettings.load(logs_enabled=False, queue_size=1_000_000),
-            exporters=exporters,
-            set_global=False,
+            settings=VoiceobsSettings.load(queue_size=1_000_000), set_global=False
         )
         observers.append(VoiceobsObserver(obs, "bench-call", pipeline="bench"))
-        settle = obs.force_flush
-    elif mode == "pipecat":
+        # The records, exported by the export process; not the engine's own metrics, which
+        # a forced flush would collect once a window (they are collected once an interval,
+        # whatever the turns).
+        settle = partial(obs.transport.flush, 60.0)
+    else:
         from opentelemetry import trace
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
         from pipecat.observers.user_bot_latency_observer import UserBotLatencyObserver
         from pipecat.utils.tracing.setup import setup_tracing
-        from pipecat.utils.tracing.tracing_context import TracingContext
         from pipecat.utils.tracing.turn_trace_observer import TurnTraceObserver
 
-        setup_tracing("bench", exporter=Discard())
+        setup_tracing("bench", exporter=OTLPSpanExporter(insecure=True))
         latency = UserBotLatencyObserver()
         tracing = TurnTraceObserver(
             tracker,
             latency_tracker=latency,
             conversation_id="bench",
-            tracing_context=TracingContext(),
+            tracing_context=tracing_context,
         )
         observers += [latency, tracing]
         settle = trace.get_tracer_provider().force_flush  # type: ignore[attr-defined]
-    windows, loop = [], []
+    lanes = {
+        "bare": ([TurnTrackingObserver()], await _standalone_services(False, TracingContext())),
+        mode: (observers, await _standalone_services(mode == "pipecat", tracing_context)),
+    }
+    settle()  # voiceobs' export process is up (started by the call's first record)
+    result: dict[str, Any] = {f"{lane}_{key}": [] for lane in lanes for key in ("cpu", "loop")}
+    children_before = children_cpu(os.getpid())
     for first in range(0, turns, WINDOW):
-        began, began_loop = time.process_time(), time.thread_time()
-        for turn in recorded[first : first + WINDOW]:
-            for data in turn:
-                for observer in observers:
-                    await observer.on_push_frame(data)
-        loop.append((time.thread_time() - began_loop) / WINDOW)
+        loop_s = dict.fromkeys(lanes, 0.0)
+        began = time.process_time()
+        for number, turn in enumerate(recorded[first : first + WINDOW]):
+            order = list(lanes) if number % 2 else list(reversed(lanes))
+            for lane in order:
+                lane_observers, services = lanes[lane]
+                lane_began = time.thread_time()
+                for data in turn:
+                    for observer in lane_observers:
+                        await observer.on_push_frame(data)
+                    service = services.get(type(data.destination))
+                    if service is not None:
+                        await service.process_frame(data.frame, data.direction)
+                loop_s[lane] += time.thread_time() - lane_began
         settle()
-        windows.append((time.process_time() - began) / WINDOW)
-    return {"windows": windows, "loop": loop}
+        process_s = time.process_time() - began
+        # The other threads (voiceobs' shipper, Pipecat's span processor) and the flush are
+        # the instrumented lane's: the bare lane starts no thread and has nothing to flush.
+        mode_extra_s = process_s - sum(loop_s.values())
+        for lane, extra_s in (("bare", 0.0), (mode, mode_extra_s)):
+            result[f"{lane}_loop"].append(loop_s[lane] / WINDOW)
+            result[f"{lane}_cpu"].append((loop_s[lane] + extra_s) / WINDOW)
+    result["children"] = children_delta(children_before, children_cpu(os.getpid())) / turns
+    return result
 
 
 async def _shutdown_after_call(mode: str, turns: int) -> dict[str, Any]:
@@ -201,10 +261,10 @@ async def _shutdown_after_call(mode: str, turns: int) -> dict[str, Any]:
     return {"shutdown_s": time.monotonic() - began}
 
 
-def _run(mode: str, turns: int, dead: bool = False) -> dict[str, Any]:
+def _run(mode: str, turns: int, endpoint: str, dead: bool = False) -> dict[str, Any]:
     command = [sys.executable, "-m", "bench.frameworks", "--mode", mode, f"--turns={turns}"]
     command += ["--dead"] if dead else []
-    extra = {"OTEL_EXPORTER_OTLP_ENDPOINT": _dead_endpoint()} if dead else {}
+    extra = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
     proc = subprocess.run(
         command,
         cwd=REPO_ROOT,
@@ -224,38 +284,43 @@ def _run(mode: str, turns: int, dead: bool = False) -> dict[str, Any]:
 
 def measure(short: bool) -> list[Figure]:
     print("[bench] frameworks", flush=True)
-    rounds = 1 if short else 3
-    runs: dict[str, list[dict[str, list[float]]]] = {mode: [] for mode in MODES}
-    for _ in range(rounds):  # interleaved, so a noisy neighbour hits every mode alike
-        for mode in MODES:
-            runs[mode].append(_run(mode, TURNS))
+    rounds = 1 if short else 5
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+    with DiscardingSink() as sink:
+        for _ in range(rounds):  # interleaved, so a noisy neighbour hits every mode alike
+            for mode in MODES:
+                runs[mode].append(_run(mode, TURNS, sink.endpoint))
 
-    def per_turn(mode: str, window: int, key: str = "windows") -> float:
-        return statistics.median(r[key][window] for r in runs[mode])
-
-    loop_ours = per_turn("voiceobs", -1, "loop") - per_turn("bare", -1, "loop")
-    loop_pipecat = per_turn("pipecat", -1, "loop") - per_turn("bare", -1, "loop")
+    def above_bare(mode: str, window: int, key: str = "cpu") -> float:
+        """Median over the rounds of ``mode``'s CPU per turn in ``window`` above the bare
+        lane's of the same run."""
+        return max(
+            0.0,
+            statistics.median(
+                r[f"{mode}_{key}"][window] - r[f"bare_{key}"][window] for r in runs[mode]
+            ),
+        )
 
     last = TURNS // WINDOW - 1
     starts = (1, TURNS - WINDOW + 1)
-    ours = {
-        n: max(0.0, per_turn("voiceobs", w) - per_turn("bare", w))
-        for n, w in zip(starts, (0, last), strict=True)
-    }
-    pipecat = {
-        n: max(0.0, per_turn("pipecat", w) - per_turn("bare", w))
-        for n, w in zip(starts, (0, last), strict=True)
-    }
+    ours = {n: above_bare("voiceobs", w) for n, w in zip(starts, (0, last), strict=True)}
+    pipecat = {n: above_bare("pipecat", w) for n, w in zip(starts, (0, last), strict=True)}
+    export = statistics.median(r["children"] for r in runs["voiceobs"])
+    engine_all = statistics.mean(above_bare("voiceobs", w) for w in range(last + 1))
+    pipecat_all = statistics.mean(above_bare("pipecat", w) for w in range(last + 1))
     note = (
-        f"whole-process CPU per turn above Pipecat's turn tracking alone, the same recorded "
-        f"frames replayed, median of {rounds} round(s); Pipecat's figure is its turn tracing "
-        "only (its service spans need real service request methods), observer delivery apart"
+        f"CPU per turn of the engine's process (all its threads; each window of {WINDOW} turns "
+        "ends with a flush) above Pipecat's turn tracking alone, the same recorded frames "
+        f"replayed into the observers and the services, median of {rounds} round(s); voiceobs "
+        "in its default mode (materialised and exported by its export process), Pipecat's "
+        "tracing with its service spans, both exporting OTLP to a receiver that keeps nothing"
     )
     figures = [
         Figure(
             f"frameworks-pipecat-cpu-turn-{n + WINDOW - 1}",
             "Frameworks",
-            f"Pipecat adapter: CPU per turn, turns {n}-{n + WINDOW - 1}, vs Pipecat's tracing",
+            f"Pipecat adapter: engine-process CPU per turn, turns {n}-{n + WINDOW - 1}, vs "
+            "Pipecat's tracing",
             ours[n] * 1e6,
             "µs",
             baseline=pipecat[n] * 1e6,
@@ -271,19 +336,33 @@ def measure(short: bool) -> list[Figure]:
             "Frameworks",
             f"Pipecat adapter: CPU per turn on the pipeline's event loop, turns {starts[1]}-"
             f"{TURNS}, vs Pipecat's tracing",
-            max(0.0, loop_ours) * 1e6,
+            above_bare("voiceobs", last, "loop") * 1e6,
             "µs",
-            baseline=max(0.0, loop_pipecat) * 1e6,
+            baseline=above_bare("pipecat", last, "loop") * 1e6,
             baseline_name="Pipecat tracing",
-            note="the observers' own work on the loop thread; materialisation and export run "
-            "in other threads (in another process with voiceobs' default export process)",
+            note="the observers' and services' work on the loop thread, above turn tracking",
+        )
+    )
+    figures.append(
+        Figure(
+            "frameworks-pipecat-cpu-all-processes",
+            "Frameworks",
+            f"Pipecat adapter: CPU per turn of all voiceobs' processes (engine + export "
+            f"process), turns 1-{TURNS}, vs Pipecat's tracing",
+            (engine_all + export) * 1e6,
+            "µs",
+            baseline=pipecat_all * 1e6,
+            baseline_name="Pipecat tracing",
+            note=f"the export process's share: {export * 1e6:.0f} µs per turn (outside the "
+            "engine's process: spans, metric points, exemplars, OTLP encoding and sending)",
         )
     )
     figures.append(
         Figure(
             "frameworks-pipecat-cpu-flat",
             "Frameworks",
-            f"Pipecat adapter: CPU per turn, turns {starts[1]}-{TURNS} vs 1-{WINDOW}",
+            f"Pipecat adapter: engine-process CPU per turn, turns {starts[1]}-{TURNS} vs "
+            f"1-{WINDOW}",
             ours[starts[1]] * 1e6,
             "µs",
             baseline=ours[1] * 1e6,
@@ -292,8 +371,8 @@ def measure(short: bool) -> list[Figure]:
             note=note,
         )
     )
-    ours_shutdown = _run("voiceobs", 20, dead=True)["shutdown_s"]
-    theirs = None if short else _run("pipecat", 20, dead=True)["shutdown_s"]
+    ours_shutdown = _run("voiceobs", 20, _dead_endpoint(), dead=True)["shutdown_s"]
+    theirs = None if short else _run("pipecat", 20, _dead_endpoint(), dead=True)["shutdown_s"]
     figures.append(
         Figure(
             "frameworks-pipecat-shutdown-dead-endpoint",

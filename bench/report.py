@@ -196,9 +196,12 @@ library has when it runs.
   500 voiceobs-shaped turn spans and call logs (a phone number in each for the redaction
   rules); every item sent must be accepted and exported (none refused, none rejected).
 - **Frameworks** (`bench/frameworks.py`): the Pipecat adapter beside Pipecat's built-in
-  tracing, both fed the same recorded frames of one 200-turn call, each mode in its own
-  process: whole-process CPU per turn above Pipecat's bare turn tracking at turns 1-25 and
-  176-200, and the final flush with nothing listening (full form only for Pipecat's side).
+  tracing (its turn spans and the STT, LLM and TTS spans of its service decorators), both fed
+  the same recorded frames of one 200-turn call, each paired turn by turn with an
+  uninstrumented lane in its own process, both exporting OTLP to a receiver that keeps
+  nothing: the engine's process CPU per turn above the bare lane at turns 1-25 and 176-200
+  (voiceobs in its default mode, its export process reported apart and in the all-processes
+  figure), and the final flush with nothing listening (full form only for Pipecat's side).
 - **Freshness** (`bench/freshness.py`): on the native stack (started if it is not running),
   an engine process makes one call with one turn a second and logs a line inside each turn;
   three pollers, one per backend, ask every 100 ms until each turn answers: its trace in

@@ -9,7 +9,18 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, NumberDataPoint
 from opentelemetry.sdk.trace import ReadableSpan
-from pipecat.frames.frames import Frame, VADUserStoppedSpeakingFrame
+from pipecat.frames.frames import (
+    EndFrame,
+    ErrorFrame,
+    Frame,
+    LLMFullResponseStartFrame,
+    MetricsFrame,
+    UserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.metrics.metrics import TurnMetricsData
+from pipecat.observers.base_observer import FramePushed
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.tests.utils import SleepFrame, run_test
 
@@ -20,6 +31,7 @@ from voiceobs.demo.pipecat_bot import (
     LLM_TTFB_S,
     TTS_TTFB_S,
     VAD_STOP_SECS,
+    FakeLLMService,
     UserSays,
     bot_pipeline,
 )
@@ -170,3 +182,34 @@ async def test_disabled_voiceobs_ignores_every_frame(caplog: pytest.LogCaptureFi
         assert failures == [], "a disabled call's stand-in reached the mapping"
     finally:
         t.obs.shutdown()
+
+
+async def test_a_service_error_fails_its_open_stage_and_a_fatal_one_the_call(
+    telemetry: Telemetry,
+) -> None:
+    user, llm = FrameProcessor(), FakeLLMService()
+    observer = VoiceobsObserver(telemetry.obs, "pc-err", tenant="acme", pipeline="pipecat")
+
+    async def push(source: FrameProcessor, frame: Frame, upstream: bool = False) -> None:
+        direction = FrameDirection.UPSTREAM if upstream else FrameDirection.DOWNSTREAM
+        await observer.on_push_frame(FramePushed(source, llm, frame, direction, 0))
+
+    await push(user, UserStartedSpeakingFrame())
+    await push(llm, LLMFullResponseStartFrame())
+    await push(  # a metrics datum the adapter does not read: ignored, not a failure
+        llm,
+        MetricsFrame(
+            data=[
+                TurnMetricsData(
+                    processor="turn", is_complete=True, probability=0.9, e2e_processing_time_ms=12.0
+                )
+            ]
+        ),
+    )
+    await push(llm, ErrorFrame("the provider refused", fatal=True), upstream=True)
+    await push(user, EndFrame())
+    (stage,) = _by_number(telemetry.finished_spans(), sc.SPAN_LLM)
+    assert stage.attributes[sc.ERROR_TYPE] == "error"
+    call = telemetry.span(sc.SPAN_CALL)
+    assert call.attributes[sc.CALL_STATUS] == "failed"
+    assert sc.TELEMETRY_DROPPED.name not in telemetry.metrics()

@@ -5,11 +5,20 @@ Used by ``voiceobs demo --engine pipecat``, the adapter's tests and the bench. T
 subclass Pipecat's own ``STTService`` / ``LLMService`` / ``TTSService``, so the adapter reads
 the model where it does on a real service (``settings.model``); each names the provider it
 stands in for (``provider``), so the example rate card prices the demo's calls.
+
+They also go through Pipecat's own traced paths as its real services do, so a pipeline run
+with ``enable_tracing=True`` makes Pipecat's service spans: ``run_stt`` carries
+``@traced_stt`` (the STT span follows the pushed frames, closed by a finalised transcript),
+``_process_context`` carries ``@traced_llm`` (the LLM span holds the whole conversation's
+context, which grows by a user and an assistant message per turn) and ``run_tts`` carries
+``@traced_tts`` (the TTS span lives from ``create_audio_context`` to the audio context's
+removal, one context per response as the streaming TTS services open).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
@@ -43,12 +52,14 @@ from pipecat.metrics.metrics import (
     TTSUsageMetricsData,
 )
 from pipecat.pipeline.pipeline import Pipeline
+from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.ai_service import AIService
 from pipecat.services.llm_service import LLMService
 from pipecat.services.settings import LLMSettings, STTSettings, TTSSettings
 from pipecat.services.stt_service import STTService
 from pipecat.services.tts_service import TTSService
+from pipecat.utils.tracing.service_decorators import traced_llm, traced_stt, traced_tts
 
 VAD_STOP_SECS = 0.2
 LLM_TTFB_S = 0.03
@@ -92,13 +103,15 @@ class FakeSTTService(STTService):
         # Pipecat's own default, named so that it does not warn once per call.
         super().__init__(settings=STTSettings(model="nova-3", language=None), ttfs_p99_latency=1.0)
 
+    @traced_stt
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame | None, None]:
         yield None
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await AIService.process_frame(self, frame, direction)
         if isinstance(frame, InterimTranscriptionFrame):
-            await self.push_frame(TranscriptionFrame(frame.text, frame.user_id, ""))
+            final = TranscriptionFrame(frame.text, frame.user_id, "", finalized=True)
+            await self.push_frame(final)
             usage = STTUsageMetricsData(processor=self.name, value=STTUsage(audio_seconds=1.5))
             await self.push_frame(MetricsFrame(data=[usage]))
             return
@@ -107,7 +120,7 @@ class FakeSTTService(STTService):
 
 class FakeLLMService(LLMService):
     """Answers each final transcript (as Pipecat's user aggregator hands the LLM the context
-    once the turn and its transcript are in)."""
+    once the turn and its transcript are in), keeping the conversation in its context."""
 
     provider = "openai"
 
@@ -127,14 +140,19 @@ class FakeLLMService(LLMService):
                 user_turn_completion_config=None,
             )
         )
+        self.context = LLMContext()
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await AIService.process_frame(self, frame, direction)
         await self.push_frame(frame, direction)
         if isinstance(frame, TranscriptionFrame):
-            await self._answer(frame.text)
+            self.context.add_message({"role": "user", "content": frame.text})
+            await self._process_context(self.context)
 
-    async def _answer(self, heard: str) -> None:
+    @traced_llm
+    async def _process_context(self, context: LLMContext) -> None:
+        last = context.get_messages()[-1]
+        heard = str(last.get("content", "")) if isinstance(last, dict) else ""
         model = "gpt-4o-mini"
         await self.push_frame(LLMFullResponseStartFrame())
         await asyncio.sleep(LLM_TTFB_S)
@@ -151,18 +169,24 @@ class FakeLLMService(LLMService):
         usage = LLMUsageMetricsData(processor=self.name, model=model, value=tokens)
         await self.push_frame(MetricsFrame(data=[processing, usage]))
         await self.push_frame(LLMFullResponseEndFrame())
+        context.add_message({"role": "assistant", "content": answer})
 
 
 class FakeTTSService(TTSService):
-    """Speaks each LLM response: started, a few audio chunks, stopped. A response ending in
-    ``...`` keeps speaking until an interruption stops it."""
+    """Speaks each LLM response through an audio context, as Pipecat's streaming TTS services
+    do: started, a few audio chunks, stopped, played out by the base class's audio-context
+    task. A response ending in ``...`` keeps speaking until an interruption stops it."""
 
     provider = "cartesia"
 
     def __init__(self) -> None:
         super().__init__(settings=TTSSettings(model="sonic-2", voice="fake", language=None))
         self._text: list[str] = []
+        self._context_ids = (f"fake-{n}" for n in itertools.count())
+        self._speaking_in: str | None = None
+        """The audio context of a response still speaking (one ending in ``...``)."""
 
+    @traced_tts
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
         yield None
 
@@ -175,22 +199,33 @@ class FakeTTSService(TTSService):
         if isinstance(frame, InterruptionFrame) and direction is FrameDirection.DOWNSTREAM:
             if self._text:
                 self._text.clear()
+                if self._speaking_in is not None:
+                    await self.remove_audio_context(self._speaking_in)
+                    self._speaking_in = None
                 await self.push_frame(TTSStoppedFrame())
         elif isinstance(frame, LLMFullResponseEndFrame):
             await self._speak("".join(self._text).strip())
 
     async def _speak(self, text: str) -> None:
-        await self.push_frame(TTSStartedFrame())
+        context_id = next(self._context_ids)
+        await self.create_audio_context(context_id)
+        async for _ in self.run_tts(text, context_id):
+            pass
+        await self.append_to_audio_context(context_id, TTSStartedFrame())
         await asyncio.sleep(TTS_TTFB_S)
         ttfb = TTFBMetricsData(processor=self.name, model="sonic-2", value=TTS_TTFB_S)
-        await self.push_frame(MetricsFrame(data=[ttfb]))
+        await self.append_to_audio_context(context_id, MetricsFrame(data=[ttfb]))
         for _ in range(3):
-            await self.push_frame(TTSAudioRawFrame(b"\x00\x00" * 160, 16000, 1))
+            chunk = TTSAudioRawFrame(b"\x00\x00" * 160, 16000, 1)
+            await self.append_to_audio_context(context_id, chunk)
         usage = TTSUsageMetricsData(processor=self.name, model="sonic-2", value=len(text))
-        await self.push_frame(MetricsFrame(data=[usage]))
-        if not text.endswith("..."):
-            self._text.clear()
-            await self.push_frame(TTSStoppedFrame())
+        await self.append_to_audio_context(context_id, MetricsFrame(data=[usage]))
+        if text.endswith("..."):
+            self._speaking_in = context_id
+            return
+        self._text.clear()
+        await self.append_to_audio_context(context_id, TTSStoppedFrame())
+        await self.remove_audio_context(context_id)
 
 
 class FakeOutput(FrameProcessor):

@@ -38,7 +38,7 @@ in here never reaches the pipeline: it is counted in
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
@@ -65,6 +65,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.metrics.metrics import (
     LLMUsageMetricsData,
+    MetricsData,
     ProcessingMetricsData,
     STTUsageMetricsData,
     TTFBMetricsData,
@@ -85,6 +86,7 @@ if TYPE_CHECKING:
 __all__ = ["VoiceobsObserver"]
 
 _SIGNAL = "pipecat"
+_UPSTREAM = FrameDirection.UPSTREAM
 
 
 def _kind_of(processor: object) -> StageKind | None:
@@ -143,6 +145,8 @@ class _TurnState:
 
 
 _Handler = Callable[["VoiceobsObserver", Frame, float, object], None]
+_MetricHandler = Callable[["VoiceobsObserver", MetricsData, float, object], None]
+_H = TypeVar("_H")
 
 
 class VoiceobsObserver(BaseObserver):
@@ -183,23 +187,31 @@ class VoiceobsObserver(BaseObserver):
         """The turn the bot still speaks in after the user took the floor."""
         self._bot_speaking = False
         self._providers: dict[int, str] = {}
-        self._handler_of: dict[type, _Handler | None] = {}
+        self._kinds: dict[int, StageKind | None] = {}
 
     # --- Pipecat's side ------------------------------------------------------------------
     async def on_push_frame(self, data: FramePushed) -> None:
+        # Called for every frame pushed anywhere in the pipeline (every audio chunk too): one
+        # dictionary lookup decides, and a frame it does not read costs nothing more.
         if not self._enabled:
             return
         frame = data.frame
         try:
-            handler = self._handler_of[type(frame)]
+            handler = _frame_handler_of[frame.__class__]
         except KeyError:
-            handler = self._handler_of[type(frame)] = _resolve(type(frame))
+            handler = _frame_handler_of[frame.__class__] = _resolve(frame.__class__, _HANDLERS)
         if handler is None:
             return
-        if frame.broadcast_sibling_id is not None and data.direction is FrameDirection.UPSTREAM:
+        if data.direction is _UPSTREAM and frame.broadcast_sibling_id is not None:
             return  # a broadcast frame's second copy
         try:
-            handler(self, frame, self._unix_s(data), data.source)
+            zero_ns, timestamp = self._zero_ns, data.timestamp
+            at = (
+                (zero_ns + timestamp) / 1e9
+                if zero_ns is not None and timestamp > 0
+                else self._unix_s(data)
+            )
+            handler(self, frame, at, data.source)
         except Exception:
             self._guard.failed(type(frame).__name__)
 
@@ -215,6 +227,14 @@ class VoiceobsObserver(BaseObserver):
         if data.timestamp <= 0:
             return self.call.now_ns() / 1e9
         return (self._zero_ns + data.timestamp) / 1e9
+
+    def _kind(self, processor: object) -> StageKind | None:
+        key = id(processor)
+        try:
+            return self._kinds[key]
+        except KeyError:
+            kind = self._kinds[key] = _kind_of(processor)
+            return kind
 
     def _provider(self, processor: object) -> str:
         key = id(processor)
@@ -371,28 +391,39 @@ class VoiceobsObserver(BaseObserver):
     def _metrics(self, frame: Frame, at: float, source: object) -> None:
         assert isinstance(frame, MetricsFrame)
         for data in frame.data:
-            if isinstance(data, LLMUsageMetricsData):
-                stage = self._service_stage("llm", source, at)
-                if stage is not None:
-                    tokens = data.value
-                    stage.usage(
-                        input_tokens=tokens.prompt_tokens, output_tokens=tokens.completion_tokens
-                    )
-            elif isinstance(data, TTSUsageMetricsData):
-                stage = self._service_stage("tts", source, at)
-                if stage is not None:
-                    stage.usage(characters=data.value)
-            elif isinstance(data, STTUsageMetricsData):
-                stage = self._service_stage("stt", source, at)
-                if stage is not None:
-                    stage.usage(audio_seconds=data.value.audio_seconds)
-            elif isinstance(data, (TTFBMetricsData, ProcessingMetricsData)):
-                self._timing(data, source)
+            try:
+                handler = _metric_handler_of[data.__class__]
+            except KeyError:
+                handler = _metric_handler_of[data.__class__] = _resolve(
+                    data.__class__, _METRIC_HANDLERS
+                )
+            if handler is not None:
+                handler(self, data, at, source)
 
-    def _timing(self, data: TTFBMetricsData | ProcessingMetricsData, source: object) -> None:
+    def _llm_usage(self, data: MetricsData, at: float, source: object) -> None:
+        assert isinstance(data, LLMUsageMetricsData)
+        stage = self._service_stage("llm", source, at)
+        if stage is not None:
+            tokens = data.value
+            stage.usage(input_tokens=tokens.prompt_tokens, output_tokens=tokens.completion_tokens)
+
+    def _tts_usage(self, data: MetricsData, at: float, source: object) -> None:
+        assert isinstance(data, TTSUsageMetricsData)
+        stage = self._service_stage("tts", source, at)
+        if stage is not None:
+            stage.usage(characters=data.value)
+
+    def _stt_usage(self, data: MetricsData, at: float, source: object) -> None:
+        assert isinstance(data, STTUsageMetricsData)
+        stage = self._service_stage("stt", source, at)
+        if stage is not None:
+            stage.usage(audio_seconds=data.value.audio_seconds)
+
+    def _timing(self, data: MetricsData, at: float, source: object) -> None:
         """The service's own measure of its open stage: TTFB places the first chunk,
         processing time the end, both from the stage's start."""
-        kind = _kind_of(source)
+        assert isinstance(data, (TTFBMetricsData, ProcessingMetricsData))
+        kind = self._kind(source)
         state = self._turn
         if kind is None or kind == "stt" or state is None:
             return  # an STT service's TTFB runs from speech end, not from its stage's start
@@ -409,7 +440,7 @@ class VoiceobsObserver(BaseObserver):
     def _error(self, frame: Frame, at: float, source: object) -> None:
         assert isinstance(frame, ErrorFrame)
         service = frame.processor if frame.processor is not None else source
-        kind = _kind_of(service)
+        kind = self._kind(service)
         if kind is None:
             return
         state = self._turn
@@ -444,10 +475,24 @@ _HANDLERS: tuple[tuple[type[Frame], _Handler], ...] = (
 )
 
 
-def _resolve(frame_type: type) -> _Handler | None:
-    """The handler for a frame class: its own, or its nearest mapped base class's."""
-    for cls in frame_type.__mro__:
-        for mapped, handler in _HANDLERS:
-            if cls is mapped:
+_frame_handler_of: dict[type, _Handler | None] = {}
+"""Each frame class's handler (None: a frame the observer does not read), resolved once."""
+
+_METRIC_HANDLERS: tuple[tuple[type[MetricsData], _MetricHandler], ...] = (
+    (LLMUsageMetricsData, VoiceobsObserver._llm_usage),
+    (TTSUsageMetricsData, VoiceobsObserver._tts_usage),
+    (STTUsageMetricsData, VoiceobsObserver._stt_usage),
+    (TTFBMetricsData, VoiceobsObserver._timing),
+    (ProcessingMetricsData, VoiceobsObserver._timing),
+)
+_metric_handler_of: dict[type, _MetricHandler | None] = {}
+"""Each metrics class's handler, resolved once (``isinstance`` on Pydantic classes is slow)."""
+
+
+def _resolve(cls: type, handlers: tuple[tuple[type, _H], ...]) -> _H | None:
+    """The handler for ``cls``: its own, or its nearest mapped base class's."""
+    for base in cls.__mro__:
+        for mapped, handler in handlers:
+            if base is mapped:
                 return handler
     return None
