@@ -149,7 +149,7 @@ the harness itself cannot run. Only voiceobs' public API is used (`setup_instrum
 library has when it runs.
 
 - **Collector.** Every mode exports OTLP/gRPC to a private Collector (the stack's own
-  0.155.0 build) started from `bench/collector.yaml` on 127.0.0.1:24317/24318; it keeps
+  build, version above) started from `bench/collector.yaml` on 127.0.0.1:24317/24318; it keeps
   nothing (debug exporter, basic verbosity), counts what its receivers accept and refuse
   (`otelcol_receiver_accepted_*` / `refused_*` on :28888) and serves the engines' own
   metrics on :28889, where voiceobs' `voiceobs_telemetry_dropped_total` and

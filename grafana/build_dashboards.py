@@ -1707,8 +1707,8 @@ def engine() -> sdk.Dashboard:
 
 
 def _otelcol(kind: str, signal: str) -> str:
-    """A Collector self-metric name. The Collector (v0.155 measured) exposes them without
-    unit or _total suffixes: otelcol_receiver_accepted_spans, otelcol_process_memory_rss."""
+    """A Collector self-metric name. The Collector (v0.155 and v0.161 measured) exposes them
+    without unit or _total suffixes: otelcol_receiver_accepted_spans, otelcol_process_memory_rss."""
     return f"otelcol_{kind}_{signal}"
 
 

@@ -1,7 +1,7 @@
 """Every contract metric's Prometheus name is the one remote write really produces.
 
 The Collector's ``prometheusremotewrite`` exporter names series with
-``github.com/prometheus/otlptranslator`` (v1.0.0 in the pinned Collector 0.155,
+``github.com/prometheus/otlptranslator`` (v1.0.0 in the pinned Collector 0.161,
 ``normalizeName``): name split on characters outside ``[a-zA-Z0-9:]``; the unit's UCUM
 suffix (``s`` → ``seconds``, ``By`` → ``bytes``, ``1`` → nothing, ``{annotation}`` → nothing)
 unless the name already has that token; ``total`` for monotonic counters; and ``ratio`` for a

@@ -205,7 +205,7 @@ def test_prometheus_metric_names_follow_otel_translation(stack: StackSettings, s
 
 
 def test_collector_self_metrics_are_scraped(stack: StackSettings, sent: Sent) -> None:
-    # Collector 0.155 exposes its counters without a _total suffix (measured).
+    # Collector 0.161 (as 0.155) exposes its counters without a _total suffix (measured).
     url = stack.url("prometheus", "web/API", "/api/v1/query")
 
     def accepted_and_sent() -> dict[str, float] | None:
