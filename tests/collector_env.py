@@ -14,10 +14,31 @@ LISTENERS = ("grpc", "http", "scrape", "self", "health", "pprof", "zpages", "sta
 check, pprof, zpages and the metrics' remote-write stage."""
 
 
+BIND_FAILED = "address already in use"
+"""What a Collector logs when a port chosen for it was taken before it bound it: another
+process on the machine may take any free port between the choice and the bind, so a
+private Collector is started again on new ports when its log says this."""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports: all are held while they are chosen, so the
+    kernel cannot hand out one twice."""
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sockets.append(sock)
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def private_collector_env(
@@ -25,7 +46,7 @@ def private_collector_env(
 ) -> tuple[dict[str, str], dict[str, int]]:
     """The environment and the ports (keyed as ``LISTENERS``); ``traces`` is the Jaeger and
     Tempo OTLP/gRPC address, ``logs`` Loki's OTLP URL, ``remote_write`` Prometheus' URL."""
-    ports = {name: free_port() for name in LISTENERS}
+    ports = dict(zip(LISTENERS, free_ports(len(LISTENERS)), strict=True))
     env = {
         "PATH": os.environ["PATH"],
         "COLLECTOR_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports['grpc']}",

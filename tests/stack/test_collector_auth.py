@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from stack import build, exposure
-from tests.collector_env import free_port, private_collector_env
+from tests.collector_env import BIND_FAILED, free_port, private_collector_env
 from voiceobs import VoiceobsSettings
 from voiceobs.exportpipeline import otlp_exporter
 
@@ -110,27 +110,10 @@ def secured_collector(
     overlay = exposure.write_overlay(
         settings, REPO / "collector" / "config.yaml", tmp / "otlp.yaml"
     )
-    nowhere = f"127.0.0.1:{free_port()}"  # backends: what is accepted waits in the queues
-    env, ports = private_collector_env(
-        tmp, traces=nowhere, logs=f"http://{nowhere}/otlp", remote_write=f"http://{nowhere}/w"
-    )
-    env.update(exposure.secret_paths(secrets))
-    log = (tmp / "collector.log").open("w")
     command = [str(collector_binary), "--config", str(REPO / "collector" / "config.yaml"),
                "--config", str(overlay)]  # fmt: skip
-    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc, ports = _start_on_free_ports(command, tmp, exposure.secret_paths(secrets))
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{ports['health']}/", timeout=1).close()
-                break
-            except (urllib.error.URLError, OSError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(
-                        "Collector did not start:\n" + (tmp / "collector.log").read_text()[-3000:]
-                    )
-                time.sleep(0.2)
         yield Collector(
             grpc=f"127.0.0.1:{ports['grpc']}",
             http=f"127.0.0.1:{ports['http']}",
@@ -145,7 +128,44 @@ def secured_collector(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        log.close()
+
+
+def _start_on_free_ports(
+    command: list[str], tmp: Path, secrets: dict[str, str], attempts: int = 3
+) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
+    """The Collector started and healthy, its backends unreachable (what it accepts waits in
+    its file-backed queues: acceptance is what is tested). Started again on new ports when a
+    port chosen for it was taken by another process before it could bind it."""
+    for attempt in range(1, attempts + 1):
+        nowhere = f"127.0.0.1:{free_port()}"
+        state = tmp / f"run{attempt}"
+        state.mkdir()
+        env, ports = private_collector_env(
+            state,
+            traces=nowhere,
+            logs=f"http://{nowhere}/otlp",
+            remote_write=f"http://{nowhere}/w",
+        )
+        env.update(secrets)
+        log_path = tmp / f"collector{attempt}.log"
+        with log_path.open("w") as log:
+            proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{ports['health']}/", timeout=1).close()
+                return proc, ports
+            except (urllib.error.URLError, OSError):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log_text = log_path.read_text()
+        if BIND_FAILED not in log_text or attempt == attempts:
+            pytest.fail(f"Collector did not start:\n{log_text[-3000:]}")
+    raise AssertionError("unreachable: the last attempt returns or fails")
 
 
 def _send(
