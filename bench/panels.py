@@ -349,6 +349,7 @@ class BackfilledPrometheus:
         manifest.unlink(missing_ok=True)
         self.dir.mkdir(parents=True, exist_ok=True)
         text = self.dir / "data.om.txt"
+        print("[bench] panels: backfilling synthetic voice metrics", flush=True)
         print(f"[bench] panels: writing {self.series} series over {self.size.days:g} d", flush=True)
         self.samples = write_openmetrics(text, series, self.size, self.end)
         result = subprocess.run(
@@ -477,7 +478,6 @@ def _slug(text: str) -> str:
 def measure(short: bool) -> list[Figure]:
     """One figure per voice panel query that returns data: its p95 in ms."""
     size = SHORT if short else FULL
-    print("[bench] panels: backfilling synthetic voice metrics", flush=True)
     with BackfilledPrometheus(size) as prom:
         range_s = size.days * 86400 - 3600  # inside the backfilled data
         end = prom.end
