@@ -102,6 +102,9 @@ TURNS_BY_INTERRUPTED = "job_tenant_pipeline_interrupted:voice_turns:rate5m"
 SPEND_RATE = "job_tenant_pipeline_provider_component:voice_cost_usd:rate5m"
 SERVED = 'status=~"completed|transferred"'
 RECORDED_RATE_NOTE = "Recorded 5-minute rates."
+# Daily panels step by a day (min interval 1d), so each 1-day window is read once, not once
+# per point.
+DAILY_NOTE = "One point per UTC day, at the day's end."
 
 
 def call_success_ratio(window: str) -> str:
@@ -1220,7 +1223,7 @@ def cost() -> sdk.Dashboard:
         ),
         timeseries(
             "Daily spend per tenant",
-            "Spend per tenant per day (increase over 1d), the month's trend.",
+            "Spend per tenant per day (increase over 1d), the month's trend. " + DAILY_NOTE,
             [
                 prom(
                     f"sum by (tenant) (increase({by_comp}[1d]))",
@@ -1228,7 +1231,7 @@ def cost() -> sdk.Dashboard:
                 )
             ],
             "currencyUSD",
-            interval="1h",
+            interval="1d",
         ),
         row("Usage behind the cost"),
         timeseries(
@@ -2030,20 +2033,20 @@ def executive() -> sdk.Dashboard:
         row("Trends"),
         timeseries(
             "Daily call success rate",
-            "Share of calls completed or transferred over each trailing 24 hours (from the "
-            "recorded 5-minute call rates, so each day's edges are blurred by up to 5 minutes).",
+            "Share of calls completed or transferred per day (from the recorded 5-minute call "
+            "rates, so each day's edges are blurred by up to 5 minutes). " + DAILY_NOTE,
             [prom(call_success_ratio("1d"), "success rate")],
             "percentunit",
             minimum=None,
             maximum=1,
-            interval="1h",
+            interval="1d",
         ),
         timeseries(
             "Daily AI cost by tenant",
-            "AI spend per tenant per day.",
+            "AI spend per tenant per day. " + DAILY_NOTE,
             [prom(f"sum by (tenant) (increase(voice_cost_usd_total{{{TP}}}[1d]))", "{{tenant}}")],
             "currencyUSD",
-            interval="1h",
+            interval="1d",
             stack=True,
         ),
     ]
