@@ -7,21 +7,30 @@ and three pipelines, one sample every ``step_s`` seconds for ``days`` days, plus
 recording rules write (prometheus/rules/recording.yml: one series per label combination of the
 rule's level, e.g. job_tenant_pipeline), as the rules would have written them. It is written as
 OpenMetrics and turned into TSDB blocks by ``promtool tsdb create-blocks-from openmetrics``.
-The full form is the size of a real deployment (~6 100 series, 15 s, 7 days); ``--short`` is
+The full form is the size of a real deployment (~6 700 series, 15 s, 7 days); ``--short`` is
 a day at 60 s with one worker and one tenant (~1 100 series), to stay quick in CI.
 
 The queries: each Prometheus target of each dashboard with the dashboards' default variables
 (All), over the whole backfilled range. Range targets go to /api/v1/query_range with Grafana's
 step (the range over ``MAX_DATA_POINTS``, rounded like Grafana's rangeUtil, at least the
-datasource's 15 s) and ``$__rate_interval`` = max(step + 15 s, 4 x 15 s); instant targets go
-to /api/v1/query at the end of the range. Each query runs ``repeats`` times; the figure is its
+datasource's 15 s and the panel's min interval, e.g. 1h on the daily panels) and
+``$__rate_interval`` = max(step + 15 s, 4 x 15 s); instant targets go to /api/v1/query at the
+end of the range. Each query runs ``repeats`` times; the figure is its
 p95, beside the p95 of a trivial query (``vector(1)``) measured the same way.
+
+Writing and backfilling the full form takes ~20 min. With ``VOICEOBS_PANELS_TSDB=DIR`` the
+backfilled TSDB is kept in DIR (with ``backfill.json``: what was written and when the data ends)
+and reused by the next run whose series set and size are the same, so the query phase can be
+rerun, e.g. before and after a dashboard change, on the same data. A changed series set (a new
+recording rule) backfills DIR again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import random
 import re
 import shutil
@@ -44,7 +53,12 @@ from voiceobs import semconv
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
-from tests.grafana.dashboard_queries import DEFAULT_VALUES, iter_targets  # noqa: E402
+from tests.grafana.dashboard_queries import (  # noqa: E402
+    DEFAULT_VALUES,
+    iter_dashboards,
+    iter_panels,
+    substitute,
+)
 
 GOAL_MS = 100.0
 SCRAPE_S = 15
@@ -72,7 +86,7 @@ class Size:
     repeats: int
 
 
-FULL = Size(days=7, step_s=15, tenants=4, instances=2, repeats=20)  # ~6 100 series
+FULL = Size(days=7, step_s=15, tenants=4, instances=2, repeats=20)  # ~6 700 series
 SHORT = Size(days=1, step_s=60, tenants=1, instances=1, repeats=5)  # ~1 100 series
 
 
@@ -234,6 +248,8 @@ def recorded_series(size: Size) -> list[Series]:
         "route": ["/v1/calls"],
         "direction": ["inbound", "outbound"],
         "outcome": list(OUTCOMES),
+        "status": list(STATUSES),
+        "interrupted": ["true", "false"],
         "le": [f"{b:g}" for b in semconv.TURN_LATENCY_BUCKETS] + ["+Inf"],
     }
     out: list[Series] = []
@@ -296,38 +312,66 @@ def _binary(name: str) -> str:
     return found
 
 
+KEEP_ENV = "VOICEOBS_PANELS_TSDB"
+
+
 class BackfilledPrometheus:
-    """Prometheus serving the backfilled blocks on a free loopback port (query only)."""
+    """Prometheus serving the backfilled blocks on a free loopback port (query only).
+
+    The blocks live in a temporary directory, or in ``$VOICEOBS_PANELS_TSDB`` where they are
+    kept and reused while the series set and size stay the same."""
 
     def __init__(self, size: Size) -> None:
         self.size = size
         self.end = float(int(time.time()) // 3600 * 3600)
-        self.dir = Path(tempfile.mkdtemp(prefix="voiceobs-panels-"))
+        kept = os.environ.get(KEEP_ENV)
+        self.keep = kept is not None
+        self.dir = Path(kept) if kept else Path(tempfile.mkdtemp(prefix="voiceobs-panels-"))
         self.port = _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.series = 0
         self.samples = 0
 
-    def __enter__(self) -> BackfilledPrometheus:
-        series = voice_series(self.size) + recorded_series(self.size)
-        self.series = len(series)
+    def _backfill(self, series: list[Series]) -> None:
+        """Write ``series`` into ``self.dir/tsdb``, or reuse the kept blocks of the same set."""
+        key = hashlib.sha256(
+            repr((self.size, [(s.name, s.labels) for s in series])).encode()
+        ).hexdigest()
+        manifest = self.dir / "backfill.json"
+        if self.keep and manifest.exists():
+            kept = json.loads(manifest.read_text())
+            if kept["key"] == key:
+                self.end, self.samples = kept["end"], kept["samples"]
+                print(f"[bench] panels: reusing the {self.series} series kept in {self.dir}")
+                return
+            print(f"[bench] panels: the series set changed, backfilling {self.dir} again")
+        shutil.rmtree(self.dir / "tsdb", ignore_errors=True)
+        manifest.unlink(missing_ok=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
         text = self.dir / "data.om.txt"
+        print("[bench] panels: backfilling synthetic voice metrics", flush=True)
         print(f"[bench] panels: writing {self.series} series over {self.size.days:g} d", flush=True)
         self.samples = write_openmetrics(text, series, self.size, self.end)
-        tsdb = self.dir / "tsdb"
         result = subprocess.run(
             [_binary("promtool"), "tsdb", "create-blocks-from", "openmetrics",
-             "--max-block-duration=162h", str(text), str(tsdb)],
+             "--max-block-duration=162h", str(text), str(self.dir / "tsdb")],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         text.unlink()
         if result.returncode != 0:
             raise PanelBenchError(f"promtool backfill failed: {result.stderr[-2000:]}")
+        manifest.write_text(json.dumps({"key": key, "end": self.end, "samples": self.samples}))
+
+    def __enter__(self) -> BackfilledPrometheus:
+        series = voice_series(self.size) + recorded_series(self.size)
+        self.series = len(series)
+        self._backfill(series)
         config = self.dir / "prometheus.yml"
         config.write_text("global:\n  scrape_interval: 15s\n")
         self.proc = subprocess.Popen(
-            [_binary("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={tsdb}",
-             "--storage.tsdb.retention.time=35d", f"--web.listen-address=127.0.0.1:{self.port}"],
+            [_binary("prometheus"), f"--config.file={config}",
+             f"--storage.tsdb.path={self.dir / 'tsdb'}", "--storage.tsdb.retention.time=35d",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 120
@@ -345,7 +389,8 @@ class BackfilledPrometheus:
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait(timeout=30)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     @property
     def url(self) -> str:
@@ -363,12 +408,17 @@ class BackfilledPrometheus:
 # --- Grafana's query shape ---------------------------------------------------------------------
 
 
-def grafana_step(range_s: float) -> int:
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def grafana_step(range_s: float, min_interval: str = "") -> int:
     """Grafana's interval for a time range: range / max data points, rounded to a nice value,
-    never below the datasource's scrape interval (timeInterval: 15s)."""
+    never below the datasource's scrape interval (timeInterval: 15s) nor the panel's min
+    interval (``interval``, e.g. "1h")."""
     raw = range_s / MAX_DATA_POINTS
     nice = min(_NICE_S, key=lambda n: abs(n - raw))
-    return max(nice, SCRAPE_S)
+    floor = int(min_interval[:-1]) * _UNIT_S[min_interval[-1]] if min_interval else 0
+    return max(nice, SCRAPE_S, floor)
 
 
 def grafana_values(range_s: float, step_s: int) -> dict[str, str]:
@@ -393,17 +443,26 @@ class PanelQuery:
     expr: str
     instant: bool
     exemplar: bool
+    step: int
 
 
-def panel_queries(range_s: float, step_s: int) -> list[PanelQuery]:
-    """Every Prometheus panel target with the dashboards' defaults filled in."""
+def panel_queries(range_s: float) -> list[PanelQuery]:
+    """Every Prometheus panel target with the dashboards' defaults and the panel's step."""
     out = []
-    for uid, title, target in iter_targets(grafana_values(range_s, step_s)):
-        if target["datasource"]["type"] != "prometheus":
-            continue
-        ref, instant = target.get("refId", "A"), bool(target.get("instant"))
-        exemplar = bool(target.get("exemplar"))
-        out.append(PanelQuery(uid, title, ref, target["expr"], instant, exemplar))
+    for dashboard in iter_dashboards():
+        for panel in iter_panels(dashboard):
+            step = grafana_step(range_s, panel.get("interval") or "")
+            values = grafana_values(range_s, step)
+            for target in panel.get("targets", []):
+                source = target.get("datasource") or panel.get("datasource") or {}
+                if source.get("type") != "prometheus":
+                    continue
+                ref, instant = target.get("refId", "A"), bool(target.get("instant"))
+                expr = substitute(target["expr"], values)
+                exemplar = bool(target.get("exemplar"))
+                out.append(
+                    PanelQuery(dashboard["uid"], panel["title"], ref, expr, instant, exemplar, step)
+                )
     return out
 
 
@@ -419,14 +478,14 @@ def _slug(text: str) -> str:
 def measure(short: bool) -> list[Figure]:
     """One figure per voice panel query that returns data: its p95 in ms."""
     size = SHORT if short else FULL
-    print("[bench] panels: backfilling synthetic voice metrics", flush=True)
     with BackfilledPrometheus(size) as prom:
         range_s = size.days * 86400 - 3600  # inside the backfilled data
         end = prom.end
-        step = grafana_step(range_s)
-        start = (end - range_s) // step * step
 
-        def run(expr: str, instant: bool, exemplar: bool = False) -> tuple[float, int]:
+        def run(
+            expr: str, instant: bool, exemplar: bool = False, step: int = SCRAPE_S
+        ) -> tuple[float, int]:
+            start = (end - range_s) // step * step
             span = {"start": f"{start:.0f}", "end": f"{end:.0f}"}
             if instant:
                 took, body = prom.get("/api/v1/query", {"query": expr, "time": f"{end:.0f}"})
@@ -440,14 +499,16 @@ def measure(short: bool) -> list[Figure]:
                 took += prom.get("/api/v1/query_exemplars", {"query": expr, **span})[0]
             return took, len(body["data"]["result"])
 
-        baseline = _p95([run("vector(1)", False)[0] for _ in range(size.repeats)]) * 1000
+        step = grafana_step(range_s)
+        baseline = _p95([run("vector(1)", False, step=step)[0] for _ in range(size.repeats)])
+        baseline *= 1000
         figures: list[Figure] = []
-        for q in panel_queries(range_s, step):
-            took, found = run(q.expr, q.instant, q.exemplar)
+        for q in panel_queries(range_s):
+            took, found = run(q.expr, q.instant, q.exemplar, q.step)
             if not found or not re.search(r"\bvoice_|voiceobs_|:voice|job:", q.expr):
                 continue  # a panel of another exporter, or no data in the synthetic set
             times = [took] + [
-                run(q.expr, q.instant, q.exemplar)[0] for _ in range(size.repeats - 1)
+                run(q.expr, q.instant, q.exemplar, q.step)[0] for _ in range(size.repeats - 1)
             ]
             p95 = _p95(times) * 1000
             kind = "instant" if q.instant else "range"
@@ -461,7 +522,9 @@ def measure(short: bool) -> list[Figure]:
                     baseline=baseline,
                     baseline_name="vector(1)",
                     goal=Goal("<=", GOAL_MS, on_ratio=False),
-                    note=f"{prom.series} series, {size.days:g} d at {size.step_s} s, step {step} s",
+                    note=(
+                        f"{prom.series} series, {size.days:g} d at {size.step_s} s, step {q.step} s"
+                    ),
                 )
             )
         met = sum(1 for f in figures if f.met)

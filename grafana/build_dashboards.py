@@ -95,6 +95,37 @@ def cost_per_call_minute(labels: str, window: str, by: str = "") -> str:
     )
 
 
+# Recorded 5-minute rates (prometheus/rules/recording.yml) that the time-series panels plot
+# instead of rating raw counters at every point of a long time range.
+CALLS_BY_STATUS = "job_tenant_pipeline_status:voice_calls:rate5m"
+TURNS_BY_INTERRUPTED = "job_tenant_pipeline_interrupted:voice_turns:rate5m"
+SPEND_RATE = "job_tenant_pipeline_provider_component:voice_cost_usd:rate5m"
+SERVED = 'status=~"completed|transferred"'
+RECORDED_RATE_NOTE = "Recorded 5-minute rates."
+# Daily panels step by a day (min interval 1d), so each 1-day window is read once, not once
+# per point.
+DAILY_NOTE = "One point per UTC day, at the day's end."
+
+
+def call_success_ratio(window: str) -> str:
+    """Share of the calls ended in ``window`` that were served (completed or transferred),
+    from the recorded per-status call rates: their sums over the window are the calls ended
+    times one evaluation interval, which cancels out in the ratio."""
+    return (
+        f"sum(sum_over_time({CALLS_BY_STATUS}{{{TP}, {SERVED}}}[{window}])) / "
+        f"sum(sum_over_time({CALLS_BY_STATUS}{{{TP}}}[{window}]))"
+    )
+
+
+def interrupted_turn_share() -> sdk_prometheus.Dataquery:
+    """Share of turns in which the caller barged in, per pipeline."""
+    return prom(
+        f'sum by (pipeline) ({TURNS_BY_INTERRUPTED}{{{TP}, interrupted="true"}}) / '
+        f"sum by (pipeline) ({TURNS_BY_INTERRUPTED}{{{TP}}})",
+        "{{pipeline}}",
+    )
+
+
 VAR_QUERY = "&${service:queryparam}&${tenant:queryparam}&${pipeline:queryparam}"
 RANGE = "?${__url_time_range}"
 
@@ -731,14 +762,10 @@ def overview() -> sdk.Dashboard:
         ),
         stat(
             "Success rate",
-            "Share of ended calls with status completed or transferred, over the time range.",
-            [
-                prom(
-                    f'sum(increase(voice_calls_total{{{TP}, status=~"completed|transferred"}}'
-                    f"[$__range])) / sum(increase({calls}[$__range]))",
-                    "success",
-                )
-            ],
+            "Share of ended calls with status completed or transferred, over the time range "
+            "(from the recorded 5-minute call rates, so the range's edges are blurred by up to "
+            "5 minutes).",
+            [prom(call_success_ratio("$__range"), "success")],
             "percentunit",
             thresholds=[(None, "red"), (0.9, "yellow"), (0.97, "green")],
             decimals=1,
@@ -755,10 +782,9 @@ def overview() -> sdk.Dashboard:
         ),
         timeseries(
             "Ended calls by status",
-            "Calls ended per second by status (completed, failed, abandoned, transferred).",
-            [
-                prom(f"sum by (status) (rate({calls}[$__rate_interval]))", "{{status}}"),
-            ],
+            "Calls ended per second by status (completed, failed, abandoned, transferred). "
+            + RECORDED_RATE_NOTE,
+            [prom(f"sum by (status) ({CALLS_BY_STATUS}{{{TP}}})", "{{status}}")],
             "reqps",
         ),
         timeseries(
@@ -814,14 +840,9 @@ def overview() -> sdk.Dashboard:
         row("What does it cost?"),
         timeseries(
             "Cost per minute by component",
-            "Spend rate in US dollars per wall-clock minute, by component (stt, llm, tts).",
-            [
-                prom(
-                    f"sum by (component) (rate(voice_cost_usd_total{{{TP}}}[$__rate_interval]))"
-                    " * 60",
-                    "{{component}}",
-                )
-            ],
+            "Spend rate in US dollars per wall-clock minute, by component (stt, llm, tts). "
+            + RECORDED_RATE_NOTE,
+            [prom(f"sum by (component) ({SPEND_RATE}{{{TP}}}) * 60", "{{component}}")],
             "currencyUSD",
             stack=True,
             w=24,
@@ -882,15 +903,9 @@ def latency() -> sdk.Dashboard:
         ),
         timeseries(
             "Interrupted turn share",
-            'Share of turns in which the user barged in (voice_turns_total{interrupted="true"}).',
-            [
-                prom(
-                    f'sum by (pipeline) (rate(voice_turns_total{{{TP}, interrupted="true"}}'
-                    f"[$__rate_interval])) / sum by (pipeline) (rate(voice_turns_total{{{TP}}}"
-                    "[$__rate_interval]))",
-                    "{{pipeline}}",
-                )
-            ],
+            'Share of turns in which the user barged in (voice_turns_total{interrupted="true"}). '
+            + RECORDED_RATE_NOTE,
+            [interrupted_turn_share()],
             "percentunit",
             maximum=1,
             data_links=[link_to("voiceobs-audio")],
@@ -1153,22 +1168,18 @@ def cost() -> sdk.Dashboard:
         row("By component and provider"),
         timeseries(
             "Spend per minute by component",
-            "Dollars per wall-clock minute by component (stt, llm, tts, tool).",
-            [
-                prom(
-                    f"sum by (component) (rate({by_comp}[$__rate_interval])) * 60",
-                    "{{component}}",
-                )
-            ],
+            "Dollars per wall-clock minute by component (stt, llm, tts, tool). "
+            + RECORDED_RATE_NOTE,
+            [prom(f"sum by (component) ({SPEND_RATE}{{{TPP}}}) * 60", "{{component}}")],
             "currencyUSD",
             stack=True,
         ),
         timeseries(
             "Spend per minute by provider",
-            "Dollars per wall-clock minute by provider and component.",
+            "Dollars per wall-clock minute by provider and component. " + RECORDED_RATE_NOTE,
             [
                 prom(
-                    f"sum by (component, provider) (rate({by_comp}[$__rate_interval])) * 60",
+                    f"sum by (component, provider) ({SPEND_RATE}{{{TPP}}}) * 60",
                     "{{component}} {{provider}}",
                 )
             ],
@@ -1212,7 +1223,7 @@ def cost() -> sdk.Dashboard:
         ),
         timeseries(
             "Daily spend per tenant",
-            "Spend per tenant per day (increase over 1d), the month's trend.",
+            "Spend per tenant per day (increase over 1d), the month's trend. " + DAILY_NOTE,
             [
                 prom(
                     f"sum by (tenant) (increase({by_comp}[1d]))",
@@ -1220,7 +1231,7 @@ def cost() -> sdk.Dashboard:
                 )
             ],
             "currencyUSD",
-            interval="1h",
+            interval="1d",
         ),
         row("Usage behind the cost"),
         timeseries(
@@ -1378,11 +1389,10 @@ def audio() -> sdk.Dashboard:
         row("Interruptions (barge-in)"),
         timeseries(
             "Interrupted turns per minute",
-            "Turns in which the user spoke over the agent, per pipeline.",
+            "Turns in which the user spoke over the agent, per pipeline. " + RECORDED_RATE_NOTE,
             [
                 prom(
-                    f'sum by (pipeline) (rate(voice_turns_total{{{TP}, interrupted="true"}}'
-                    "[$__rate_interval])) * 60",
+                    f'sum by (pipeline) ({TURNS_BY_INTERRUPTED}{{{TP}, interrupted="true"}}) * 60',
                     "{{pipeline}}",
                 )
             ],
@@ -1390,15 +1400,8 @@ def audio() -> sdk.Dashboard:
         ),
         timeseries(
             "Interrupted turn share",
-            "Share of turns interrupted by the user, per pipeline.",
-            [
-                prom(
-                    f'sum by (pipeline) (rate(voice_turns_total{{{TP}, interrupted="true"}}'
-                    f"[$__rate_interval])) / sum by (pipeline) (rate(voice_turns_total{{{TP}}}"
-                    "[$__rate_interval]))",
-                    "{{pipeline}}",
-                )
-            ],
+            "Share of turns interrupted by the user, per pipeline. " + RECORDED_RATE_NOTE,
+            [interrupted_turn_share()],
             "percentunit",
             maximum=1,
             data_links=[link_to("voiceobs-latency")],
@@ -2030,19 +2033,20 @@ def executive() -> sdk.Dashboard:
         row("Trends"),
         timeseries(
             "Daily call success rate",
-            "Share of calls completed or transferred over each trailing 24 hours.",
-            [prom(success, "success rate")],
+            "Share of calls completed or transferred per day (from the recorded 5-minute call "
+            "rates, so each day's edges are blurred by up to 5 minutes). " + DAILY_NOTE,
+            [prom(call_success_ratio("1d"), "success rate")],
             "percentunit",
             minimum=None,
             maximum=1,
-            interval="1h",
+            interval="1d",
         ),
         timeseries(
             "Daily AI cost by tenant",
-            "AI spend per tenant per day.",
+            "AI spend per tenant per day. " + DAILY_NOTE,
             [prom(f"sum by (tenant) (increase(voice_cost_usd_total{{{TP}}}[1d]))", "{{tenant}}")],
             "currencyUSD",
-            interval="1h",
+            interval="1d",
             stack=True,
         ),
     ]

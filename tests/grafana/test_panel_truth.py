@@ -161,6 +161,31 @@ def test_engine_uptime_is_the_engines_not_the_monitoring_stacks(tmp_path: Path) 
     )
 
 
+@needs_promtool
+def test_daily_success_rate_weighs_calls_not_five_minute_ratios(tmp_path: Path) -> None:
+    # A busy hour of 100 calls a minute, all completed, then two quiet hours of 10 calls a
+    # minute of which 8 fail. Of the 7 200 calls, 6 240 were served: 86.7 %. An average of the
+    # recorded 5-minute success ratios would say 47 %.
+    series = [
+        {"series": f'voice_calls_total{{{LABELS},status="completed",failure_reason="none"}}', "values": "0+100x60 6002+2x119"},
+        {"series": f'voice_calls_total{{{LABELS},status="failed",failure_reason="llm_error"}}', "values": "0x60 8+8x119"},
+    ]  # fmt: skip
+    served = 6240 / 7200
+    # The panel sums the recorded 5-minute rates over the day: the calls of the last 5 minutes
+    # are only partly in (6 236 served of 7 180 counted), well under a tenth of a point here.
+    daily = panel_expr("voiceobs-executive", "Daily call success rate")
+    overview = panel_expr("voiceobs-overview", "Success rate")
+    run_promtool(
+        tmp_path,
+        series,
+        [
+            one_value(f"abs(({daily}) - {served}) < bool 0.005", "180m", 1),
+            # The overview's stat over the last hour: 120 of the 600 calls were served.
+            one_value(f"abs(({overview}) - 0.2) < bool 0.005", "180m", 1),
+        ],
+    )
+
+
 _RANGE = re.compile(r"\[(\d+)([smhdwy])(?::[^\]]*)?\](?:\s*offset\s+(\d+)([smhdwy]))?")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 

@@ -391,6 +391,7 @@ def _epoch(stamp: str) -> float:
 
 VOICE_DATA = re.compile(
     r"voice_(turn_latency|calls_total|cost_usd_total|stt_latency|llm_ttft|tts_ttfb)"
+    r"|:voice_(calls|cost_usd):rate5m"
 )
 
 
