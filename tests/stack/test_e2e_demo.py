@@ -339,7 +339,7 @@ def _assert_span_link_finds_its_lines(
     everywhere = f'{{service_name=~".+"}} | trace_id="{row.trace_id}"'
     span_end_ns = (span["startTime"] + span["duration"]) * 1000
 
-    def found() -> int:
+    def found() -> tuple[list[str], list[str]]:
         own = [x for x in _loki_lines(stack, demo, everywhere) if x["span_id"] == row.span_id]
         inside = sorted(x["line"] for x in own if x["ns"] < link.end_ms * 1_000_000)
         after_the_span = [x for x in own if x["ns"] > span_end_ns]
@@ -352,10 +352,11 @@ def _assert_span_link_finds_its_lines(
             and not after_the_span
             and scope <= {(demo.service, row.trace_id)}
         ):
-            return len(mine)
+            return mine, inside  # a pair, so that it counts as found even when both are empty
         raise AssertionError(f"own {own}, link found {mine} in {scope}")
 
-    return poll(f"{row.operation}: {link.expr} finding the span's lines", found, timeout_s=30)
+    mine, _ = poll(f"{row.operation}: {link.expr} finding the span's lines", found, timeout_s=30)
+    return len(mine)
 
 
 def _rules(stack: StackSettings) -> list[dict[str, Any]]:
