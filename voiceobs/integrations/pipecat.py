@@ -86,7 +86,6 @@ if TYPE_CHECKING:
 __all__ = ["VoiceobsObserver"]
 
 _SIGNAL = "pipecat"
-_UPSTREAM = FrameDirection.UPSTREAM
 
 
 def _kind_of(processor: object) -> StageKind | None:
@@ -202,16 +201,10 @@ class VoiceobsObserver(BaseObserver):
             handler = _frame_handler_of[frame.__class__] = _resolve(frame.__class__, _HANDLERS)
         if handler is None:
             return
-        if data.direction is _UPSTREAM and frame.broadcast_sibling_id is not None:
+        if data.direction is FrameDirection.UPSTREAM and frame.broadcast_sibling_id is not None:
             return  # a broadcast frame's second copy
         try:
-            zero_ns, timestamp = self._zero_ns, data.timestamp
-            at = (
-                (zero_ns + timestamp) / 1e9
-                if zero_ns is not None and timestamp > 0
-                else self._unix_s(data)
-            )
-            handler(self, frame, at, data.source)
+            handler(self, frame, self._unix_s(data), data.source)
         except Exception:
             self._guard.failed(type(frame).__name__)
 
