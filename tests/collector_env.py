@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+
+import pytest
 
 LISTENERS = ("grpc", "http", "scrape", "self", "health", "pprof", "zpages", "stage")
 """The ports it gets: OTLP gRPC/HTTP, the Prometheus exporter, its own telemetry, health
@@ -16,8 +22,8 @@ check, pprof, zpages and the metrics' remote-write stage."""
 
 BIND_FAILED = "address already in use"
 """What a Collector logs when a port chosen for it was taken before it bound it: another
-process on the machine may take any free port between the choice and the bind, so a
-private Collector is started again on new ports when its log says this."""
+process on the machine may take any free port between the choice and the bind, so
+``start_private_collector`` starts it again on new ports when its log says this."""
 
 
 def free_port() -> int:
@@ -65,3 +71,40 @@ def private_collector_env(
         "PROMETHEUS_REMOTE_WRITE_ENDPOINT": remote_write,
     }
     return env, ports
+
+
+def start_private_collector(
+    command: list[str],
+    state: Path,
+    *,
+    traces: str,
+    logs: str,
+    remote_write: str,
+    extra_env: dict[str, str],
+    attempts: int = 3,
+) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
+    """The Collector started from ``command`` on free ports (``private_collector_env`` plus
+    ``extra_env``) and healthy; started again on new ports when one chosen for it was taken
+    by another process before it could bind it. Fails the test with the Collector's log."""
+    for attempt in range(1, attempts + 1):
+        run = state / f"run{attempt}"
+        run.mkdir()
+        env, ports = private_collector_env(run, traces=traces, logs=logs, remote_write=remote_write)
+        env.update(extra_env)
+        log_path = run / "collector.log"
+        with log_path.open("w") as log:
+            proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{ports['health']}/", timeout=1).close()
+                return proc, ports
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.2)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log_text = log_path.read_text()
+        if BIND_FAILED not in log_text or attempt == attempts:
+            pytest.fail(f"Collector did not start:\n{log_text[-3000:]}")
+    raise AssertionError("unreachable: the last attempt returns or fails")

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from stack import build, exposure
-from tests.collector_env import BIND_FAILED, free_port, private_collector_env
+from tests.collector_env import free_port, start_private_collector
 from voiceobs import VoiceobsSettings
 from voiceobs.exportpipeline import otlp_exporter
 
@@ -112,7 +111,15 @@ def secured_collector(
     )
     command = [str(collector_binary), "--config", str(REPO / "collector" / "config.yaml"),
                "--config", str(overlay)]  # fmt: skip
-    proc, ports = _start_on_free_ports(command, tmp, exposure.secret_paths(secrets))
+    nowhere = f"127.0.0.1:{free_port()}"  # backends: what is accepted waits in the queues
+    proc, ports = start_private_collector(
+        command,
+        tmp,
+        traces=nowhere,
+        logs=f"http://{nowhere}/otlp",
+        remote_write=f"http://{nowhere}/w",
+        extra_env=exposure.secret_paths(secrets),
+    )
     try:
         yield Collector(
             grpc=f"127.0.0.1:{ports['grpc']}",
@@ -128,44 +135,6 @@ def secured_collector(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def _start_on_free_ports(
-    command: list[str], tmp: Path, secrets: dict[str, str], attempts: int = 3
-) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
-    """The Collector started and healthy, its backends unreachable (what it accepts waits in
-    its file-backed queues: acceptance is what is tested). Started again on new ports when a
-    port chosen for it was taken by another process before it could bind it."""
-    for attempt in range(1, attempts + 1):
-        nowhere = f"127.0.0.1:{free_port()}"
-        state = tmp / f"run{attempt}"
-        state.mkdir()
-        env, ports = private_collector_env(
-            state,
-            traces=nowhere,
-            logs=f"http://{nowhere}/otlp",
-            remote_write=f"http://{nowhere}/w",
-        )
-        env.update(secrets)
-        log_path = tmp / f"collector{attempt}.log"
-        with log_path.open("w") as log:
-            proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{ports['health']}/", timeout=1).close()
-                return proc, ports
-            except (urllib.error.URLError, OSError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log_text = log_path.read_text()
-        if BIND_FAILED not in log_text or attempt == attempts:
-            pytest.fail(f"Collector did not start:\n{log_text[-3000:]}")
-    raise AssertionError("unreachable: the last attempt returns or fails")
 
 
 def _send(
