@@ -297,7 +297,9 @@ def test_span_links_open_that_spans_log_lines_as_grafana_fills_them(
     voice_spans = [s for s in voice_trace["spans"] if s["operationName"] == "voice.call"]
     assert voice_spans, "no voice.call span"
     voice_row = SpanRow.from_jaeger(voice_trace, voice_spans[0])
-    _assert_span_link_finds_its_lines(stack, demo, jaeger, voice_trace, voice_spans[0])
+    _assert_span_link_finds_its_lines(
+        stack, demo, jaeger, (loki_url, max_lines), voice_trace, voice_spans[0]
+    )
     # Every hang-up request's HTTP span (a few ms long), each checked the same way.
     hung_up = [c for c in demo.calls if c["status"] != "failed"]
     http_rows = []
@@ -308,7 +310,9 @@ def test_span_links_open_that_spans_log_lines_as_grafana_fills_them(
         )
         (http_span,) = [s for s in http_trace["spans"] if s["operationName"].startswith("POST")]
         http_rows.append(
-            _assert_span_link_finds_its_lines(stack, demo, jaeger, http_trace, http_span)
+            _assert_span_link_finds_its_lines(
+                stack, demo, jaeger, (loki_url, max_lines), http_trace, http_span
+            )
         )
     assert any(http_rows), "no hang-up request's link returned one of its lines"
     call_link = call_logs_link(jaeger, voice_row, f"{demo.service}: voice.call", 0.0)
@@ -322,6 +326,7 @@ def _assert_span_link_finds_its_lines(
     stack: StackSettings,
     demo: DemoRun,
     jaeger: dict[str, Any],
+    loki: tuple[str, int],
     trace: dict[str, Any],
     span: dict[str, Any],
 ) -> int:
@@ -330,12 +335,11 @@ def _assert_span_link_finds_its_lines(
     span's start and end floored to the millisecond (Grafana's getTimeRangeFromSpan, no shift
     on correlations), so a line written in the span's last fraction of a millisecond is left
     out, and nothing else may be: docs/monitoring.md states this. Returns how many of the
-    span's lines the link returned."""
+    span's lines the link returned. ``loki``: Loki's URL and the datasource's maxLines."""
     row = SpanRow.from_jaeger(trace, span)
     link = span_logs_link(jaeger, row)
     assert link is not None, f"no logs link on {row.operation}"
-    max_lines = int(provisioned("loki")["jsonData"]["maxLines"])
-    loki_url = stack.url("loki", "HTTP API", "")
+    loki_url, max_lines = loki
     everywhere = f'{{service_name=~".+"}} | trace_id="{row.trace_id}"'
     span_end_ns = (span["startTime"] + span["duration"]) * 1000
 
