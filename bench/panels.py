@@ -58,6 +58,7 @@ from tests.grafana.dashboard_queries import (  # noqa: E402
     iter_dashboards,
     iter_panels,
     substitute,
+    target_type,
 )
 
 GOAL_MS = 100.0
@@ -454,8 +455,7 @@ def panel_queries(range_s: float) -> list[PanelQuery]:
             step = grafana_step(range_s, panel.get("interval") or "")
             values = grafana_values(range_s, step)
             for target in panel.get("targets", []):
-                source = target.get("datasource") or panel.get("datasource") or {}
-                if source.get("type") != "prometheus":
+                if target_type(panel, target) != "prometheus":
                     continue
                 ref, instant = target.get("refId", "A"), bool(target.get("instant"))
                 expr = substitute(target["expr"], values)

@@ -87,7 +87,7 @@ def substitute(text: str, values: Mapping[str, str] | None = None) -> str:
     return _VAR.sub(repl, text)
 
 
-def _target_type(panel: Mapping[str, Any], target: Mapping[str, Any]) -> str:
+def target_type(panel: Mapping[str, Any], target: Mapping[str, Any]) -> str:
     ds = target.get("datasource") or panel.get("datasource") or {}
     return str(ds.get("type", "")) if isinstance(ds, Mapping) else ""
 
@@ -106,7 +106,7 @@ def iter_targets(
                     key: substitute(val, values) if isinstance(val, str) else val
                     for key, val in target.items()
                 }
-                resolved["datasource"] = {"type": _target_type(panel, target)}
+                resolved["datasource"] = {"type": target_type(panel, target)}
                 yield dashboard["uid"], panel.get("title", ""), resolved
 
 
