@@ -6,7 +6,8 @@ Pipecat adapter beside Pipecat's own tracing, freshness (turn end → queryable)
 stack, started if it is not running, how fast every dashboard panel answers over days of
 synthetic metrics (bench/panels.py) and what a log line and an engine restart cost in Loki
 (bench/loki_lean.py); prints
-a table, writes ``bench/results/<figure>.json`` and, when every part ran, docs/performance.md.
+a table; a run of every part writes ``bench/results/<figure>.json`` and docs/performance.md, a
+run of some parts (``--only``) writes its figures under the user's cache dir and says where.
 Exits non-zero only when the harness fails; a missed goal is a result.
 """
 
@@ -52,7 +53,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, help="per engine run (default 30)")
     parser.add_argument("--http-seconds", type=float, help="per wrk and vegeta run (default 20)")
     parser.add_argument(
-        "--only", help=f"comma-separated parts of {','.join(PARTS)}; docs are not rewritten"
+        "--only",
+        help=f"comma-separated parts of {','.join(PARTS)}; the figures go to a directory under "
+        "~/.cache/voiceobs/bench/ and bench/results and the docs are left as they are",
     )
     args = parser.parse_args(argv)
     args.calls = [
@@ -136,7 +139,9 @@ def main(argv: list[str]) -> int:
         print(f"bench: harness error: {exc}", file=sys.stderr)
         return 1
     report.print_table(figures)
-    report.write_results(figures, machine)
+    whole_run = set(args.parts) == set(PARTS)
+    results_dir = report.RESULTS_DIR if whole_run else report.partial_results_dir(args.parts)
+    report.write_results(figures, machine, results_dir)
     how = (
         f"{'short' if args.short else 'full'} form: engine load at "
         f"{', '.join(str(n) for n in args.calls)} calls for {args.seconds:.0f} s per mode, "
@@ -146,12 +151,14 @@ def main(argv: list[str]) -> int:
         f"dashboard panels over {(panels.SHORT if args.short else panels.FULL).days:g} d of "
         "synthetic metrics"
     )
-    if set(args.parts) == set(PARTS):
+    if whole_run:
         report.write_doc(figures, machine, how)
+    else:
+        how = f"{'short' if args.short else 'full'} form of {', '.join(args.parts)}"
     met, total = report.goals_summary(figures)
     print(
         f"\nbench: {met} of {total} goals met ({how}); {len(figures)} figures in "
-        f"{report.RESULTS_DIR.relative_to(REPO_ROOT)}/ in {time.monotonic() - began:.0f} s"
+        f"{results_dir} in {time.monotonic() - began:.0f} s"
     )
     return 0
 

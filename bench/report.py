@@ -1,6 +1,7 @@
 """Where the figures go: ``bench/results/<figure>.json`` (one file per figure, with the
-machine), docs/performance.md (method, one table of the latest run, how to reproduce), and a
-table on stdout."""
+machine) and docs/performance.md (method, one table of the latest run, how to reproduce) for a
+run of every part; a run of some parts (``--only``) writes its files to a directory of its own
+under the user's cache dir, so the tracked results stay one whole run; and a table on stdout."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from bench.figures import TIMES, Figure
 from bench.tools import VEGETA_VERSION
+from stack.build import cache_root
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -82,14 +84,21 @@ def machine(collector_version: str, wrk_version: str) -> dict[str, Any]:
     }
 
 
-def write_results(figures: list[Figure], machine_info: dict[str, Any]) -> None:
+def partial_results_dir(parts: list[str]) -> Path:
+    """Where a run of only some parts writes: a new directory per run under the user's cache
+    dir, named by the time and the parts, e.g. ``~/.cache/voiceobs/bench/<UTC time>-panels``."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return cache_root() / "bench" / f"{stamp}-{'-'.join(parts)}"
+
+
+def write_results(figures: list[Figure], machine_info: dict[str, Any], directory: Path) -> None:
     """One JSON file per figure; files of figures this run did not measure are removed, so the
     directory holds one run."""
-    RESULTS_DIR.mkdir(exist_ok=True)
-    for stale in RESULTS_DIR.glob("*.json"):
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.json"):
         stale.unlink()
     for figure in figures:
-        path = RESULTS_DIR / f"{figure.name}.json"
+        path = directory / f"{figure.name}.json"
         path.write_text(json.dumps(figure.as_json(machine_info), indent=2) + "\n")
 
 
@@ -280,6 +289,7 @@ ratios, not absolute values, and rerun before drawing conclusions from one run).
 make bench                     # full: 50, 200 and 500 calls, 30 s per mode (~10 min)
 make bench BENCH_ARGS=--short  # CI's form: 200 calls, 15 s per mode, 10 s HTTP runs (~4 min)
 .venv/bin/python -m bench -h   # every option (calls, durations, parts)
+.venv/bin/python -m bench --only panels  # some parts: figures under ~/.cache/voiceobs/bench/
 ```
 
 Everything the suite runs is installed on first use: the Collector (built by
