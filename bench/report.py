@@ -216,9 +216,9 @@ library has when it runs.
   three pollers, one per backend, ask every 100 ms until each turn answers: its trace in
   Jaeger (the `voice.turn` span), its line in Loki, its count in Prometheus
   (`voice_turns_total` of the run's own `job`). The figure is the time from the turn's end to
-  the first answer, with the defaults and with metrics exported every second
-  (`VOICEOBS_METRIC_EXPORT_INTERVAL_MS=1000`). A turn that never answers within 30 s fails the
-  run.
+  the first answer, with the defaults (the goal applies to them) and, as a baseline, with
+  every series pushed only every 5 s (`VOICEOBS_METRIC_PROMPT_EXPORT_MS=0`, no prompt push of
+  the series a turn moved). A turn that never answers within 30 s fails the run.
 """
 
 

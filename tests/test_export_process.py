@@ -162,6 +162,27 @@ def test_the_engine_only_ships_records_and_the_export_process_sends_them(
     assert receiver.sums("otel.sdk.exporter.span.exported") >= 5
 
 
+def test_the_series_a_turn_moved_are_pushed_without_a_flush_or_a_full_push(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Full pushes every 60 s (the receiver fixture); the prompt push sends the turn's series
+    soon after its records reach the export process."""
+    monkeypatch.setenv("VOICEOBS_METRIC_PROMPT_EXPORT_MS", "200")
+    obs = setup_instrumentation(settings=VoiceobsSettings.load(), set_global=False)
+    try:
+        with obs.call("c-prompt-1", tenant="acme") as call, call.turn() as turn:
+            turn.user_speech_ended()
+            turn.agent_audio_started()
+        deadline = time.monotonic() + 30
+        while receiver.sums("voice.calls", tenant="acme") < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert receiver.sums("voice.calls", tenant="acme") == 1
+        assert receiver.sums("voice.turns") == 1
+        assert receiver.histogram_count("voice.turn.latency") == 1
+    finally:
+        obs.shutdown()
+
+
 def test_a_killed_export_process_is_restarted_and_what_it_held_is_counted(
     obs: Instrumentation, receiver: Receiver
 ) -> None:

@@ -26,6 +26,8 @@ def test_lists_come_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         ("VOICEOBS_METRIC_EXPORT_INTERVAL_MS", "60001", "less than or equal to 60000"),
         ("VOICEOBS_METRIC_EXPORT_INTERVAL_MS", "soon", "valid integer"),
+        ("VOICEOBS_METRIC_PROMPT_EXPORT_MS", "100", "should be 0 (off) or between 200 and 60000"),
+        ("VOICEOBS_METRIC_PROMPT_EXPORT_MS", "-1", "greater than or equal to 0"),
         ("VOICEOBS_SHUTDOWN_TIMEOUT_S", "0", "greater than 0"),
         ("VOICEOBS_EXPORT_TIMEOUT_S", "-1", "greater than 0"),
         ("VOICEOBS_LOG_LEVEL", "LOUD", "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),

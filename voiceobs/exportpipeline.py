@@ -28,6 +28,7 @@ from voiceobs.cost import RateCard
 from voiceobs.httpmaterialiser import HttpMaterialiser
 from voiceobs.instruments import Instruments, metric_views
 from voiceobs.materialiser import Labels, Materialiser, SpanOut
+from voiceobs.promptexport import PromptMetricReader
 from voiceobs.redaction import Redactor
 from voiceobs.selftelemetry import GuardedMetricExporter
 from voiceobs.settings import VoiceobsSettings
@@ -227,6 +228,41 @@ def env_exporters(
     ]
 
 
+def periodic_readers(
+    settings: VoiceobsSettings,
+    exporters: list[MetricExporter],
+    count_failure: Callable[[str], None],
+    *,
+    prompt: bool,
+) -> list[MetricReader]:
+    """One reader per exporter pushing every series each interval (``OTEL_METRIC_EXPORT_INTERVAL``
+    wins over ``metric_export_interval_ms``); with ``prompt`` and ``metric_prompt_export_ms``
+    on, each also pushes the series that changed soon after it is nudged
+    (:mod:`voiceobs.promptexport`)."""
+    interval = os.environ.get("OTEL_METRIC_EXPORT_INTERVAL")
+    interval_ms = float(interval) if interval else settings.metric_export_interval_ms
+    timeout_ms = settings.export_timeout_s * 1000
+    readers: list[MetricReader] = []
+    for exporter in exporters:
+        guarded = GuardedMetricExporter(exporter, count_failure)
+        if prompt and settings.metric_prompt_export_ms:
+            readers.append(
+                PromptMetricReader(
+                    guarded,
+                    export_interval_millis=interval_ms,
+                    export_timeout_millis=timeout_ms,
+                    prompt_gap_s=settings.metric_prompt_export_ms / 1000,
+                )
+            )
+        else:
+            readers.append(
+                PeriodicExportingMetricReader(
+                    guarded, export_interval_millis=interval_ms, export_timeout_millis=timeout_ms
+                )
+            )
+    return readers
+
+
 def init_metrics(
     settings: VoiceobsSettings,
     resource: Resource,
@@ -236,19 +272,7 @@ def init_metrics(
 ) -> tuple[MeterProvider | None, CollectorRegistry | None]:
     """The meter provider (None when nothing reads it), and the registry behind ``/metrics``
     when that route is on. ``readers`` given by the caller win over ``exporters``."""
-    readers = list(readers)
-    if not readers:
-        interval = os.environ.get("OTEL_METRIC_EXPORT_INTERVAL")
-        readers.extend(
-            PeriodicExportingMetricReader(
-                GuardedMetricExporter(exporter, count_failure),
-                export_interval_millis=float(interval)
-                if interval
-                else settings.metric_export_interval_ms,
-                export_timeout_millis=settings.export_timeout_s * 1000,
-            )
-            for exporter in exporters
-        )
+    readers = list(readers) or periodic_readers(settings, exporters, count_failure, prompt=False)
     registry: CollectorRegistry | None = None
     if settings.prometheus_route:
         from opentelemetry.exporter.prometheus import PrometheusMetricReader

@@ -42,9 +42,11 @@ from voiceobs.exportpipeline import (
     exporter_names,
     init_metrics,
     materialiser_for,
+    periodic_readers,
     redactor_for,
     sdk_self_metrics,
 )
+from voiceobs.promptexport import PromptMetricReader
 from voiceobs.records import Dropped, EngineMetrics, ExportFailed, ForeignSpan, LogLine, Record
 from voiceobs.redaction import RedactingLogExporter, RedactingSpanExporter
 from voiceobs.selftelemetry import (
@@ -143,12 +145,14 @@ class ExportSide:
         self.spans = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
         self.logs: list[BatchLogRecordProcessor] = []  # one per log exporter
         with sdk_self_metrics():
+            readers = periodic_readers(
+                settings, env_exporters("metrics", chosen, settings), self._failed, prompt=True
+            )
+            # Nudged when voice records arrive, so a turn's series are pushed within a second.
+            self._prompt_readers = [r for r in readers if isinstance(r, PromptMetricReader)]
+            self._voice_activity = False
             self.meter_provider, _ = init_metrics(
-                settings,
-                self.resource,
-                [],
-                env_exporters("metrics", chosen, settings),
-                self._failed,
+                settings, self.resource, readers, [], self._failed
             )
             if self.meter_provider is not None:
                 # This process is voiceobs's own: the OTLP exporters count their results
@@ -208,7 +212,15 @@ class ExportSide:
             self.engine_metrics.add(record)
         else:
             self.materialiser.handle(record)
+            self._voice_activity = True
         self.count_failures()
+
+    def push_changed_metrics(self) -> None:
+        """After voice records, ask for a prompt push of the series they moved."""
+        if self._voice_activity:
+            self._voice_activity = False
+            for reader in self._prompt_readers:
+                reader.nudge()
 
     def count_failures(self) -> None:
         while self._failures:
@@ -254,6 +266,7 @@ def run(reader: FrameReader, ack_fd: int) -> None:
                         side.handle(record)
                     except Exception:
                         _log.exception("voiceobs could not record %s", type(record).__name__)
+                side.push_changed_metrics()
             if time.monotonic() >= next_second:
                 next_second = time.monotonic() + 1.0
                 side.materialiser.every_second()

@@ -48,7 +48,11 @@ class VoiceobsSettings(BaseSettings):
     """Reported as ``deployment.environment.name`` when set (OTEL_RESOURCE_ATTRIBUTES wins)."""
 
     metric_export_interval_ms: int = Field(default=5000, ge=200, le=60000)
-    """How often metrics are pushed; short enough for live dashboards."""
+    """How often every metric series is pushed; short enough for live dashboards."""
+    metric_prompt_export_ms: int = Field(default=1000, ge=0, le=60000)
+    """After voice activity, the series that changed are pushed this soon after the previous
+    push, so a turn is in Prometheus about this long after it ended; 0 turns it off (every
+    series every ``metric_export_interval_ms`` only). Applies to the export process."""
     shutdown_timeout_s: float = Field(default=5.0, gt=0, le=60)
     """Upper bound for flushing and closing all three signals at shutdown."""
     export_timeout_s: float = Field(default=10.0, gt=0, le=60)
@@ -126,6 +130,13 @@ class VoiceobsSettings(BaseSettings):
             except (re.error, RecursionError) as exc:
                 raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
         return tuple(value)
+
+    @field_validator("metric_prompt_export_ms")
+    @classmethod
+    def _prompt_export_off_or_bounded(cls, value: int) -> int:
+        if 0 < value < 200:
+            raise ValueError("should be 0 (off) or between 200 and 60000 milliseconds")
+        return value
 
     @field_validator("rate_card_path")
     @classmethod
