@@ -149,7 +149,9 @@ class Probes:
             time.sleep(POLL_S)
 
 
-def run(stack: Any, name: str, turns: int) -> list[Turn]:
+def run(stack: Any, name: str, turns: int) -> tuple[list[Turn], int]:
+    """The run's turns, each with when it answered in each backend, and the samples
+    Prometheus stored for the run."""
     service = f"bench-freshness-{name}-{uuid.uuid4().hex[:6]}"
     env = clean_env(
         OTEL_EXPORTER_OTLP_ENDPOINT=f"http://{stack.env['COLLECTOR_OTLP_GRPC_ENDPOINT']}",
@@ -180,12 +182,21 @@ def run(stack: Any, name: str, turns: int) -> list[Turn]:
         poller.join(timeout=WAIT_S + 30)
     if proc.returncode != 0 or len(probes.turns) != turns:
         raise HarnessError(f"freshness engine {name} failed: {stderr[-2000:]}")
-    return probes.turns
+    return probes.turns, stored_samples(stack, service)
 
 
-def figures_for(runs: dict[str, list[Turn]]) -> list[Figure]:
+def stored_samples(stack: Any, service: str) -> int:
+    """The samples Prometheus stored for the run's service (its ``job``), every series."""
+    url = stack.url("prometheus", "web/API", "/api/v1/query")
+    rows = _get(url, {"query": f'sum(count_over_time({{job="{service}"}}[30m]))'})["data"]["result"]
+    if not rows:
+        raise HarnessError(f"Prometheus stored no sample of {service}")
+    return int(float(rows[0]["value"][1]))
+
+
+def figures_for(runs: dict[str, tuple[list[Turn], int]]) -> list[Figure]:
     figures = []
-    for name, turns in runs.items():
+    for name, (turns, _) in runs.items():
         settings = ", ".join(f"{k}={v}" for k, v in RUNS[name].items()) or "defaults"
         for backend in BACKENDS:
             delays = [t.seen[backend] for t in turns if backend in t.seen]
@@ -206,6 +217,21 @@ def figures_for(runs: dict[str, list[Turn]]) -> list[Figure]:
                     f" {max(delays):.2f} s",
                 )
             )
+    turns, samples = runs["default"]
+    baseline_turns, baseline_samples = runs["full-pushes-only"]
+    figures.append(
+        Figure(
+            name="freshness-prometheus-samples-per-turn",
+            group="Freshness, turn end → queryable",
+            title="what the prompt push costs: samples Prometheus stored per turn, defaults",
+            value=samples / len(turns),
+            unit="samples",
+            baseline=baseline_samples / len(baseline_turns),
+            baseline_name="full pushes only",
+            note="every series of the run's service, the engine's process metrics included; one"
+            " call with a turn a second",
+        )
+    )
     return figures
 
 

@@ -218,7 +218,9 @@ library has when it runs.
   (`voice_turns_total` of the run's own `job`). The figure is the time from the turn's end to
   the first answer, with the defaults (the goal applies to them) and, as a baseline, with
   every series pushed only every 5 s (`VOICEOBS_METRIC_PROMPT_EXPORT_MS=0`, no prompt push of
-  the series a turn moved). A turn that never answers within 30 s fails the run.
+  the series a turn moved). Beside them, what the prompt push costs: the samples Prometheus
+  stored for each run's service, per turn. A turn that never answers within 30 s fails the
+  run.
 """
 
 
