@@ -188,10 +188,13 @@ def run(stack: Any, name: str, turns: int) -> tuple[list[Turn], int]:
 def stored_samples(stack: Any, service: str) -> int:
     """The samples Prometheus stored for the run's service (its ``job``), every series."""
     url = stack.url("prometheus", "web/API", "/api/v1/query")
-    rows = _get(url, {"query": f'sum(count_over_time({{job="{service}"}}[30m]))'})["data"]["result"]
-    if not rows:
+    # The raw samples, counted here: count_over_time drops the metric name, and series that
+    # differ only by it would clash.
+    rows = _get(url, {"query": f'{{job="{service}"}}[30m]'})["data"]["result"]
+    samples = sum(len(row["values"]) for row in rows)
+    if not samples:
         raise HarnessError(f"Prometheus stored no sample of {service}")
-    return int(float(rows[0]["value"][1]))
+    return samples
 
 
 def figures_for(runs: dict[str, tuple[list[Turn], int]]) -> list[Figure]:
