@@ -7,7 +7,6 @@ never touches the shared stack."""
 from __future__ import annotations
 
 import gzip
-import socket
 import subprocess
 import threading
 import time
@@ -33,6 +32,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
 from stack.build import go_binaries
+from tests.collector_env import free_ports
 from tests.pii_cases import ORDINARY, SENSITIVE
 
 pytestmark = pytest.mark.stack
@@ -44,17 +44,12 @@ SECRETS = [PHONE, "4155550199", "jane@example.com", "555-0100"] + [s for _, s in
 WAIT_S = 30.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Sink:
     """An OTLP/HTTP receiver keeping what the Collector exported, as JSON-like dicts."""
 
-    port: int
+    port: int = 0
+    """Set once its server is bound."""
     traces: list[dict[str, Any]] = field(default_factory=list)
     logs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -133,10 +128,11 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Si
     binary = go_binaries()["collector"].path
     if not binary.exists():
         pytest.fail(f"no Collector at {binary}: run `make stack-build`", pytrace=False)
-    sink = Sink(free_port())
-    server = ThreadingHTTPServer(("127.0.0.1", sink.port), sink.handler())
+    sink = Sink()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), sink.handler())  # bound here: no race
+    sink.port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    otlp_port, health_port = free_port(), free_port()
+    otlp_port, health_port = free_ports(2)
     config = tmp_path_factory.mktemp("collector") / "config.yaml"
     config.write_text(yaml.safe_dump(collector_config(otlp_port, health_port, sink.port)))
     proc = subprocess.Popen(
