@@ -487,6 +487,11 @@ class Turn(_Scope):
                 ),
             )
         )
+        # A stage still open sends its own record. Letting go of the stages leaves no
+        # reference cycle (a stage knows its turn), so a turn and its stages are freed as
+        # soon as the engine drops them, not by the garbage collector, whose passes would
+        # stall the engine's loop.
+        self.stages = []
 
 
 class JitterBuffer:
