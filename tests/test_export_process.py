@@ -324,3 +324,33 @@ def test_a_backlog_leaves_in_bounded_frames_and_a_flush_covers_all_of_it(
     assert obs.force_flush(30)
     assert receiver.span_names().count("voice.call") == 60
     assert sum(sizes) >= 60 * 3 and max(sizes) <= 20 + 2  # + the once-a-second extras
+
+
+def test_an_idle_shipper_sleeps_and_the_next_record_wakes_it(
+    obs: Instrumentation, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transport = _transport(obs)
+    call = obs.call("c-idle")
+    assert obs.force_flush(30)  # the export process is up and has everything
+    rounds = 0
+    take = ProcessTransport._take
+
+    def counting(self: ProcessTransport) -> list[Any]:
+        nonlocal rounds
+        rounds += 1
+        return take(self)
+
+    monkeypatch.setattr(ProcessTransport, "_take", counting)
+    time.sleep(0.6)
+    assert rounds <= 1  # at most the once-a-second extras, not a round per interval
+    _turn(call)  # no flush: the record itself wakes the shipper
+    deadline = time.monotonic() + 10
+    while "voice.turn" not in receiver.span_names() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "voice.turn" in receiver.span_names()
+    while transport._unacked and time.monotonic() < deadline:  # acknowledged without a flush
+        time.sleep(0.05)
+    assert not transport._unacked
+    call.end()
+    assert obs.force_flush(30)
+    assert receiver.span_names().count("voice.call") == 1

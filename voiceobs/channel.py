@@ -2,9 +2,9 @@
 
 A frame is a 4-byte big-endian length and a pickled message. The engine writes an
 :class:`ExportConfig` first, then :class:`Batch` frames of records; the export process
-answers each batch it has materialised with an :class:`Ack`. Both ends are the same
-voiceobs in the same interpreter, so pickle is the compact and fast encoding here; nothing
-else ever reads this pipe.
+acknowledges the batches it has materialised with an :class:`Ack` (one for several batches,
+at once for a flush). Both ends are the same voiceobs in the same interpreter, so pickle is
+the compact and fast encoding here; nothing else ever reads this pipe.
 """
 
 from __future__ import annotations

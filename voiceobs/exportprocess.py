@@ -250,6 +250,11 @@ class ExportSide:
             self.meter_provider.shutdown(timeout_millis=self.settings.shutdown_timeout_s * 1000)
 
 
+ACK_INTERVAL_S = 0.25
+"""How often batches are acknowledged (a flush at once): each acknowledgement wakes a thread
+of the engine's process, and one acknowledges every batch up to it."""
+
+
 def run(reader: FrameReader, ack_fd: int) -> None:
     """Materialise and export each batch the engine sends, until it closes the pipe."""
     config = reader.read()
@@ -257,9 +262,12 @@ def run(reader: FrameReader, ack_fd: int) -> None:
     quiet_sdk_loggers()
     side = ExportSide(config)
     next_second = time.monotonic() + 1.0
+    unacked: int | None = None  # the latest batch materialised and not acknowledged yet
+    ack_due = 0.0
     try:
         while True:
-            batch = reader.read(timeout_s=max(0.0, next_second - time.monotonic()))
+            wake_at = next_second if unacked is None else min(next_second, ack_due)
+            batch = reader.read(timeout_s=max(0.0, wake_at - time.monotonic()))
             if isinstance(batch, Batch):
                 for record in batch.records:
                     try:
@@ -267,13 +275,22 @@ def run(reader: FrameReader, ack_fd: int) -> None:
                     except Exception:
                         _log.exception("voiceobs could not record %s", type(record).__name__)
                 side.push_changed_metrics()
-            if time.monotonic() >= next_second:
-                next_second = time.monotonic() + 1.0
+            now = time.monotonic()
+            if now >= next_second:
+                next_second = now + 1.0
                 side.materialiser.every_second()
                 side.count_failures()
             if isinstance(batch, Batch):
-                delivered = side.flush() if batch.flush else True
-                write_frame(ack_fd, Ack(batch.seq, batch.flush, delivered))
+                if batch.flush:
+                    write_frame(ack_fd, Ack(batch.seq, True, side.flush()))
+                    unacked = None
+                    continue
+                if unacked is None:
+                    ack_due = now + ACK_INTERVAL_S
+                unacked = batch.seq
+            if unacked is not None and now >= ack_due:
+                write_frame(ack_fd, Ack(unacked, False, True))
+                unacked = None
     except EOFError:
         pass
     finally:

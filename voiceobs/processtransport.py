@@ -1,10 +1,12 @@
 """The engine side of the export process: records leave the engine's interpreter.
 
 ``send`` appends to a bounded deque, a few hundred nanoseconds on the engine's thread. A
-shipper thread wakes every :data:`SHIP_INTERVAL_S`, pickles what is queued into one frame
+shipper thread sleeps until a record arrives (the first record of a batch wakes it), gathers
+the records of the next :data:`SHIP_INTERVAL_S`, pickles them into one frame
 (:data:`FRAME_RECORDS` at most; a backlog leaves frame after frame) and writes it to the
 export process (:mod:`voiceobs.exportprocess`), which materialises and exports it. The shipper
-adds the jitter buffers' running totals once a second and reports what the deque dropped.
+adds the jitter buffers' running totals once a second and reports what the deque dropped; an
+engine with nothing to report wakes it once a second, not once an interval.
 Everything heavy (spans, metric points, OTLP encoding, network retries) happens in the other
 process, so it never holds this process' GIL.
 
@@ -36,8 +38,10 @@ from voiceobs.transport import Transport
 
 _log = logging.getLogger(__name__)
 
-SHIP_INTERVAL_S = 0.05
-"""How often queued records leave: short against a turn, long against a record."""
+SHIP_INTERVAL_S = 0.1
+"""How long the first record of a batch waits for the others: short against the export
+process's batch delay (500 ms), long against a record. Each frame costs the engine a thread
+wake-up and a pipe write, a few hundred microseconds on a busy host, whatever its size."""
 FRAME_RECORDS = 1000
 """Most records in one frame: pickling holds the GIL, so a backlog (after the export process
 was slow or restarted) leaves in frames of a millisecond or two each, never in one long stall
@@ -68,7 +72,10 @@ class ProcessTransport(Transport):
         self._dropped = 0  # written by the engine's threads only
         self._reported = 0  # written by the shipper only
         self._lost_records = 0  # taken by a dead export process; written by the shipper only
-        self._wake = threading.Event()
+        self._bell = _Bell()
+        self._asleep = False
+        """The shipper waits for a record: the next ``send`` rings (a flag read, so the
+        other sends of a batch cost the engine nothing more)."""
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
@@ -90,7 +97,10 @@ class ProcessTransport(Transport):
             self._dropped += 1
             return
         self._queue.append(record)
-        if self._thread is None:
+        if self._asleep:
+            self._asleep = False
+            self._bell.ring()
+        elif self._thread is None:
             self._start()
 
     def send_kept(self, record: Record) -> None:
@@ -98,7 +108,10 @@ class ProcessTransport(Transport):
             self._dropped += 1
             return
         self._queue.append(record)
-        if self._thread is None:
+        if self._asleep:
+            self._asleep = False
+            self._bell.ring()
+        elif self._thread is None:
             self._start()
 
     def flush(self, timeout_s: float) -> bool:
@@ -110,7 +123,7 @@ class ProcessTransport(Transport):
         request = _FlushRequest()
         with self._acks:
             self._flush_requests.append(request)
-        self._wake.set()
+        self._bell.ring()
         with self._acks:
             while request.seq is None or request.seq not in self._flushed:
                 left = deadline - time.monotonic()
@@ -125,7 +138,7 @@ class ProcessTransport(Transport):
         deadline = time.monotonic() + max(0.0, timeout_s - KILL_MARGIN_S)
         ok = self.flush(timeout_s * 0.5)
         self._stopped = True
-        self._wake.set()
+        self._bell.ring()
         process = self._process
         if process is None:
             return ok
@@ -154,8 +167,8 @@ class ProcessTransport(Transport):
         while True:
             stopping = self._stopped
             if len(self._queue) < FRAME_RECORDS:  # else a backlog: the next frame at once
-                self._wake.wait(SHIP_INTERVAL_S)
-            self._wake.clear()
+                self._wait_for_records()
+            self._bell.silence()
             with self._acks:
                 requests, self._flush_requests = self._flush_requests, []
             try:
@@ -172,6 +185,21 @@ class ProcessTransport(Transport):
                 self._acks.notify_all()
             if stopping:
                 return
+
+    def _wait_for_records(self) -> None:
+        """Sleep until a record, a flush or the next second (the once-a-second extras); after
+        a record, let the records of one interval gather (a flush or shutdown cuts that
+        short)."""
+        if not self._queue and not self._stopped:
+            self._asleep = True
+            if not self._queue:  # a record sent before the flag was up finds no one asleep
+                self._bell.wait(self._next_second - time.monotonic())
+            self._asleep = False
+            if not self._queue:  # the next second, a flush or shutdown: nothing to gather
+                return
+        self._bell.silence()
+        if not self._flush_requests and not self._stopped:
+            self._bell.wait(SHIP_INTERVAL_S)
 
     def _ship(self, flush: bool) -> int | None:
         """Send the queued records as one frame (with the once-a-second extras); the frame's
@@ -334,6 +362,29 @@ class ProcessTransport(Transport):
             _close(self._process)
         self._forget_everything()
         self._fresh()
+
+
+class _Bell:
+    """Wakes the shipper: ``threading.Event`` without its Python-level condition, one lock
+    operation each way (the shipper wakes several times a second, on the engine's GIL)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()  # held while silent; a ring releases it
+
+    def ring(self) -> None:
+        with contextlib.suppress(RuntimeError):  # rung already
+            self._lock.release()
+
+    def silence(self) -> None:
+        self._lock.acquire(blocking=False)
+
+    def wait(self, timeout_s: float) -> None:
+        """Until rung or ``timeout_s`` passed; the ring is taken (silent again)."""
+        if timeout_s > 0:
+            self._lock.acquire(timeout=timeout_s)
+        else:
+            self.silence()
 
 
 class _FlushRequest:

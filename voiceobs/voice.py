@@ -140,6 +140,8 @@ def _usage_amount(name: str, value: object, integral: bool) -> None:
 
 
 _FLOAT_OR_INT = (float, int)
+_NO_DIRECTION = object()
+"""A call's latest jitter-buffer direction before the first: no argument is this object."""
 
 
 class _Scope:
@@ -485,6 +487,11 @@ class Turn(_Scope):
                 ),
             )
         )
+        # A stage still open sends its own record. Letting go of the stages leaves no
+        # reference cycle (a stage knows its turn), so a turn and its stages are freed as
+        # soon as the engine drops them, not by the garbage collector, whose passes would
+        # stall the engine's loop.
+        self.stages = []
 
 
 class JitterBuffer:
@@ -534,6 +541,8 @@ class Call(_Scope):
         "__weakref__",
         "_base",
         "_buffer_of",
+        "_last_buffer",
+        "_last_direction",
         "_open_turns",
         "call_id",
         "caller",
@@ -597,6 +606,8 @@ class Call(_Scope):
         self._open_turns: list[Turn] = []
         self.restarts = 0
         self._buffer_of: dict[str, JitterBuffer] = {}  # direction -> its one buffer
+        self._last_direction: object = _NO_DIRECTION
+        self._last_buffer: JitterBuffer | None = None
         self.open_stages = 0  # started and not yet ended, across all turns
         self._ctx = None
         self._token = None
@@ -685,12 +696,16 @@ class Call(_Scope):
         """This call's jitter-buffer sampler for ``direction``: made on first use, then the
         same object every time, so ``call.jitter_buffer(d).sample(depth)`` per audio frame
         allocates nothing."""
+        if direction is self._last_direction:  # per frame: no lookup in another object
+            return self._last_buffer  # type: ignore[return-value]
         buffer = self._buffer_of.get(direction)
         if buffer is None:
             _texts("direction", direction)
             buffer = self._buffer_of[direction] = JitterBuffer(self.call_id, direction)
             if self.end_ns is None:
                 self.transport.watch(buffer)
+        self._last_direction = direction
+        self._last_buffer = buffer
         return buffer
 
     @property
