@@ -1,5 +1,5 @@
 """How fast the dashboards answer: every voice panel query, sent the way Grafana sends it,
-against days of synthetic voice metrics backfilled into Debian's Prometheus 2.42.
+against days of synthetic voice metrics backfilled into the native stack's Prometheus.
 
 The data: the series the demo writes (turn latency and stage histograms, calls, costs, provider
 outcomes, jitter buffers, HTTP, process metrics) for ``instances`` workers, ``tenants`` tenants
@@ -49,6 +49,8 @@ from typing import Any
 import yaml
 
 from bench.figures import Figure, Goal
+from stack.build import go_binaries
+from stack.settings import StackError
 from voiceobs import semconv
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -307,10 +309,11 @@ def _free_port() -> int:
 
 
 def _binary(name: str) -> str:
-    found = shutil.which(name)
-    if not found:
-        raise PanelBenchError(f"{name} is not installed: apt-get install -y prometheus")
-    return found
+    """prometheus or promtool of the native stack's build (built on first use)."""
+    try:
+        return str(go_binaries()["prometheus"].build().with_name(name))
+    except StackError as exc:
+        raise PanelBenchError(f"building Prometheus failed: {exc}") from exc
 
 
 KEEP_ENV = "VOICEOBS_PANELS_TSDB"

@@ -8,7 +8,11 @@
 * Alertmanager and amtool are built with ``go install`` at the version of the image
   compose.monitoring.yml pins (Debian's 0.25 lacks ``url_file`` on webhooks, which the
   dead man's switch needs).
-* Prometheus and promtool come from Debian packages.
+* Prometheus 3 and promtool are built the same way from the Go module
+  ``github.com/prometheus/prometheus`` (v0.3XX.Y is Prometheus 3.XX.Y), at the version of
+  the image the compose file pins, without the web UI's assets (the API is all the stack
+  uses) and with only the static and file service discoveries.
+* Chromium and its driver (the console's browser test) come from Debian packages.
 
 Go binaries are cached under ``${XDG_CACHE_HOME:-~/.cache}/voiceobs/bin/
 <name>-<version>-<hash>/`` where the hash covers the manifest or build module, so
@@ -236,6 +240,41 @@ def _build_alertmanager(binary: GoBinary, out: Path, log_file: Path) -> None:
     (gobin / "alertmanager").replace(out)
 
 
+# --- Prometheus and promtool (go install) -----------------------------------
+
+PROMETHEUS_VERSION = "3.16.0"
+"""Prometheus and promtool: the version of compose.monitoring.yml's image (a test checks)."""
+
+
+def prometheus_module_version(version: str) -> str:
+    """The Go module's version of a Prometheus release: 3.16.0 is v0.316.0."""
+    major, minor, patch = (int(part) for part in version.split("."))
+    return f"0.{major * 100 + minor}.{patch}"
+
+
+def _build_prometheus(binary: GoBinary, out: Path, log_file: Path) -> None:
+    """prometheus into ``out``, promtool beside the cached binary (config and rule tests)."""
+    gobin = out.parent / "gobin"
+    module = "github.com/prometheus/prometheus/cmd"
+    version = prometheus_module_version(binary.version)
+    log(f"  go install prometheus, promtool v{version}")
+    _run(
+        [find_go(), "install", "-trimpath", "-tags", "netgo,remove_all_sd",
+         f"-ldflags={LEAN_LDFLAGS} {binary.recipe}",
+         f"{module}/prometheus@v{version}", f"{module}/promtool@v{version}"],
+        cwd=REPO_ROOT,
+        env=_go_env({"GOBIN": str(gobin)}),
+        log_file=log_file,
+    )  # fmt: skip
+    (gobin / "promtool").replace(binary.path.with_name("promtool"))
+    (gobin / "prometheus").replace(out)
+
+
+def promtool() -> Path:
+    """promtool of the stack's Prometheus build (built on first use)."""
+    return go_binaries()["prometheus"].build().with_name("promtool")
+
+
 # --- all Go binaries ---------------------------------------------------------
 
 
@@ -271,6 +310,15 @@ def go_binaries() -> dict[str, GoBinary]:
                 f"-X {prom_version}.Branch=voiceobs"
             ),
         ),
+        "prometheus": GoBinary(
+            "prometheus",
+            PROMETHEUS_VERSION,
+            (),
+            _build_prometheus,
+            recipe=(
+                f"-X {prom_version}.Version={PROMETHEUS_VERSION} -X {prom_version}.Branch=voiceobs"
+            ),
+        ),
         "loki": _gomod_binary(
             "loki",
             loki_version,
@@ -284,23 +332,13 @@ def go_binaries() -> dict[str, GoBinary]:
     }
 
 
-# --- Prometheus (Debian package) ---------------------------------------------
+# --- Debian packages ------------------------------------------------------------
 
 DEBIAN_PACKAGES = {
-    "prometheus": ("prometheus", "promtool"),
     # The console page's browser test (tests/stack/test_api_console_browser.py) drives it.
     "chromium": ("chromium",),
     "chromium-driver": ("chromedriver",),
 }
-
-
-def debian_binary(name: str) -> Path:
-    found = shutil.which(name) or (
-        f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None
-    )
-    if not found:
-        raise StackError(f"{name} is not installed: run `make stack-build`")
-    return Path(found)
 
 
 def install_debian_packages() -> None:
@@ -345,7 +383,7 @@ def install_debian_packages() -> None:
 
 def build_all(only: Sequence[str] = ()) -> dict[str, Path]:
     """Build/install everything (or the services in ``only``); print timings."""
-    known = {*go_binaries(), "prometheus"}
+    known = set(go_binaries())
     unknown = set(only) - known
     if unknown:
         raise StackError(f"unknown service(s) {sorted(unknown)}; choose from {sorted(known)}")
@@ -356,7 +394,7 @@ def build_all(only: Sequence[str] = ()) -> dict[str, Path]:
     for service, binary in go_binaries().items():
         if not only or service in only:
             paths[service] = binary.build()
-    if not only or "prometheus" in only:
+    if not only:
         install_debian_packages()
     log(f"done in {time.monotonic() - started:.0f}s")
     return paths

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stack import exposure
-from stack.build import debian_binary, go_binaries
+from stack.build import go_binaries
 from stack.settings import LOOPBACK, StackSettings, listener
 
 
@@ -71,7 +71,7 @@ def services(settings: StackSettings) -> list[Service]:
         Service(
             "prometheus",
             (
-                str(debian_binary("prometheus")),
+                str(go["prometheus"].path),
                 f"--config.file={settings.prometheus_config}",
                 f"--storage.tsdb.path={state / 'prometheus' / 'data'}",
                 f"--storage.tsdb.retention.time={settings.env['VOICEOBS_STACK_METRICS_RETENTION']}",
@@ -89,7 +89,12 @@ def services(settings: StackSettings) -> list[Service]:
                 "--web.enable-remote-write-receiver",  # the Collector pushes engine metrics
             ),
             settings.url("prometheus", "web/API", "/-/ready"),
-            (str(debian_binary("promtool")), "check", "config", str(settings.prometheus_config)),
+            (
+                str(go["prometheus"].path.with_name("promtool")),
+                "check",
+                "config",
+                str(settings.prometheus_config),
+            ),
             20,
         ),
         Service(

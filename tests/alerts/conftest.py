@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -16,21 +15,19 @@ from stack.build import go_binaries  # noqa: E402
 from stack.settings import StackError  # noqa: E402
 
 
-def _tool(name: str, package: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(
-            f"`{name}` is not on PATH: install it with `apt-get install -y {package}` "
-            "(`make test` does) and run the tests again.",
-            pytrace=False,
-        )
-    return path
+@pytest.fixture(scope="session")
+def prometheus() -> Path:
+    """The native stack's Prometheus (the Docker image's version), built once with Go."""
+    try:
+        return go_binaries()["prometheus"].build()
+    except StackError as exc:
+        pytest.fail(f"building Prometheus failed: {exc}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
-def promtool() -> str:
-    """Path of promtool (Debian package `prometheus`)."""
-    return _tool("promtool", "prometheus")
+def promtool(prometheus: Path) -> str:
+    """promtool of the same build, beside the prometheus binary."""
+    return str(prometheus.with_name("promtool"))
 
 
 @pytest.fixture(scope="session")

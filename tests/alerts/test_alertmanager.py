@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.server
 import json
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -349,12 +348,9 @@ def test_live_watchdog_pings_the_dead_mans_switch_from_its_secret_file(
 
 
 @pytest.fixture
-def live_prometheus(live_alertmanager: str, tmp_path: Path) -> Iterator[str]:
-    """Debian's Prometheus with our rules (``for`` cut to 0s), one dead scrape target, and
+def live_prometheus(live_alertmanager: str, tmp_path: Path, prometheus: Path) -> Iterator[str]:
+    """The stack's Prometheus with our rules (``for`` cut to 0s), one dead scrape target, and
     the live Alertmanager above as its alert receiver."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip("no Prometheus binary (apt-get install prometheus)")
     rules_dir = tmp_path / "prom" / "rules"
     rules_dir.mkdir(parents=True)
     for path in (ALERTMANAGER_CONFIG.parents[1] / "prometheus" / "rules").glob("*.yml"):
@@ -373,7 +369,7 @@ def live_prometheus(live_alertmanager: str, tmp_path: Path) -> Iterator[str]:
     port = _free_port()
     log = tmp_path / "prometheus.log"
     proc = subprocess.Popen(
-        [binary, f"--config.file={tmp_path / 'prom' / 'prometheus.yml'}",
+        [str(prometheus), f"--config.file={tmp_path / 'prom' / 'prometheus.yml'}",
          f"--storage.tsdb.path={tmp_path / 'prom' / 'data'}",
          f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url={PROMETHEUS_URL}",
          "--enable-feature=exemplar-storage"],

@@ -1,6 +1,6 @@
-"""The rules on real data: the demo engine -> our Collector build -> Prometheus 2.42.
+"""The rules on real data: the demo engine -> our Collector build -> our Prometheus build.
 
-Runs a private pipeline on free ports (so it never disturbs a running stack): Debian's
+Runs a private pipeline on free ports (so it never disturbs a running stack): the stack's
 Prometheus with the remote-write receiver and prometheus/rules/, the Collector built by
 `make stack-build` pushing to it, and `voiceobs demo --slow` as traffic. Then checks that
 every recording rule the demo can feed produces series with the contract's labels, and that
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -81,7 +80,9 @@ def _wait(predicate: Any, timeout: float) -> bool:
 
 
 @pytest.fixture(scope="module")
-def prometheus_with_demo_data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def prometheus_with_demo_data(
+    tmp_path_factory: pytest.TempPathFactory, prometheus: Path
+) -> Iterator[str]:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from stack.build import go_binaries
@@ -89,9 +90,6 @@ def prometheus_with_demo_data(tmp_path_factory: pytest.TempPathFactory) -> Itera
     collector = Path(go_binaries()["collector"].path)
     if not collector.exists():
         pytest.skip("the Collector is not built yet: make stack-build")
-    prometheus = shutil.which("prometheus")
-    if prometheus is None:
-        pytest.skip("no Prometheus binary (apt-get install prometheus)")
 
     tmp = tmp_path_factory.mktemp("rules-live")
     (tmp / "rules").symlink_to(ROOT / "prometheus" / "rules")
@@ -117,7 +115,7 @@ def prometheus_with_demo_data(tmp_path_factory: pytest.TempPathFactory) -> Itera
     logs = {name: (tmp / f"{name}.log").open("w") for name in ("prometheus", "collector", "demo")}
     procs = [
         subprocess.Popen(
-            [prometheus, f"--config.file={tmp / 'prometheus.yml'}",
+            [str(prometheus), f"--config.file={tmp / 'prometheus.yml'}",
              f"--storage.tsdb.path={tmp / 'data'}", f"--web.listen-address=127.0.0.1:{p['prom']}",
              "--enable-feature=exemplar-storage", "--web.enable-remote-write-receiver"],
             stdout=logs["prometheus"], stderr=subprocess.STDOUT,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from stack.build import promtool
 from voiceobs import semconv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -575,14 +575,13 @@ def test_substituted_queries_are_complete_and_balanced() -> None:
             )
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
 def test_substituted_prometheus_queries_parse_with_promtool(tmp_path: Path) -> None:
     exprs = [q.expr for q in iter_panel_queries() if q.datasource_type == "prometheus"]
     rules = [{"record": f"dashboard:query_{i}", "expr": e} for i, e in enumerate(exprs)]
     path = tmp_path / "dashboard-queries.rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
     result = subprocess.run(
-        ["promtool", "check", "rules", str(path)], capture_output=True, text=True, check=False
+        [str(promtool()), "check", "rules", str(path)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

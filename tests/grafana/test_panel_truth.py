@@ -11,14 +11,13 @@ panel claims (and the alert rule uses).
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
+from stack.build import promtool
 from tests.grafana.dashboard_queries import iter_panel_queries
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,8 +25,6 @@ RULES = REPO / "prometheus" / "rules"
 SERVICE = "voiceobs-demo"
 VALUES = {"service": SERVICE, "__range": "1h", "tenant": "acme", "pipeline": "support"}
 LABELS = f'job="{SERVICE}",instance="w1",tenant="acme",pipeline="support"'
-
-needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None, reason="no promtool")
 
 
 def panel_expr(uid: str, title: str, refid: int = 0) -> str:
@@ -53,7 +50,7 @@ def run_promtool(
     path = tmp_path / "panels.test.yml"
     path.write_text(yaml.safe_dump(test, sort_keys=False))
     result = subprocess.run(
-        ["promtool", "test", "rules", path.name],
+        [str(promtool()), "test", "rules", path.name],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -72,7 +69,6 @@ def one_value(expr: str, eval_time: str, value: float, labels: str = "{}") -> di
     }
 
 
-@needs_promtool
 def test_cost_per_call_minute_is_the_alerts_figure_not_spend_over_minutes(tmp_path: Path) -> None:
     # Each minute two calls end, costing $0.30 together over 180 s of talk: $0.10 a call-minute.
     # Meanwhile the calls still running spend $0.50 a minute (voice_cost_usd_total), which a
@@ -108,7 +104,6 @@ def test_cost_per_call_minute_is_the_alerts_figure_not_spend_over_minutes(tmp_pa
     )
 
 
-@needs_promtool
 def test_cancelled_requests_are_neither_provider_errors_nor_answers(tmp_path: Path) -> None:
     # A minute of openai LLM requests: 50 ok, 5 errors, 20 cancelled on barge-in.
     provider = f'job="{SERVICE}",instance="w1",provider="openai",component="llm"'
@@ -144,7 +139,6 @@ def test_cancelled_requests_are_neither_provider_errors_nor_answers(tmp_path: Pa
     )
 
 
-@needs_promtool
 def test_engine_uptime_is_the_engines_not_the_monitoring_stacks(tmp_path: Path) -> None:
     # The engine pushes (target_info) for the first hour, then stops; the monitoring stack
     # stays up throughout (up == 1), which the old panel reported as 100 % uptime.
@@ -161,7 +155,6 @@ def test_engine_uptime_is_the_engines_not_the_monitoring_stacks(tmp_path: Path) 
     )
 
 
-@needs_promtool
 def test_daily_success_rate_weighs_calls_not_five_minute_ratios(tmp_path: Path) -> None:
     # A busy hour of 100 calls a minute, all completed, then two quiet hours of 10 calls a
     # minute of which 8 fail. Of the 7 200 calls, 6 240 were served: 86.7 %. An average of the

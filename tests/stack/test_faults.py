@@ -543,8 +543,8 @@ def test_points_prometheus_refuses_are_dropped_counted_and_metrics_flow_on(
 ) -> None:
     """Nothing Prometheus refuses may hold the metrics path: a conflicting duplicate (400) is
     dropped and counted by both stages; a point older than Prometheus' out-of-order window
-    (which 2.42 refuses with a 500, retried without end) is dropped and counted before remote
-    write; the queue empties and the next metrics are stored."""
+    (refused with the whole request carrying it) is dropped and counted before remote write;
+    the queue empties and the next metrics are stored."""
     sender = AckingSender(listener("collector", "OTLP/gRPC receiver").hostport(stack.env))
     load = Load(service=f"faults-{uuid.uuid4().hex[:8]}")
     before = refusal_counts(stack)
