@@ -433,11 +433,13 @@ class BackfilledPrometheus:
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def grafana_step(range_s: float, min_interval: str = "") -> int:
-    """Grafana's interval for a time range: range / max data points, rounded to a nice value,
-    never below the datasource's scrape interval (timeInterval: 15s) nor the panel's min
-    interval (``interval``, e.g. "1h")."""
-    raw = range_s / MAX_DATA_POINTS
+def grafana_step(
+    range_s: float, min_interval: str = "", max_data_points: int = MAX_DATA_POINTS
+) -> int:
+    """Grafana's interval for a time range: range / max data points (the panel's own, e.g. a
+    heatmap's, or about its width), rounded to a nice value, never below the datasource's
+    scrape interval (timeInterval: 15s) nor the panel's min interval (``interval``, e.g. "1h")."""
+    raw = range_s / max_data_points
     nice = min(_NICE_S, key=lambda n: abs(n - raw))
     floor = int(min_interval[:-1]) * _UNIT_S[min_interval[-1]] if min_interval else 0
     return max(nice, SCRAPE_S, floor)
@@ -473,7 +475,11 @@ def panel_queries(range_s: float) -> list[PanelQuery]:
     out = []
     for dashboard in iter_dashboards():
         for panel in iter_panels(dashboard):
-            step = grafana_step(range_s, panel.get("interval") or "")
+            step = grafana_step(
+                range_s,
+                panel.get("interval") or "",
+                panel.get("maxDataPoints") or MAX_DATA_POINTS,
+            )
             values = grafana_values(range_s, step)
             for target in panel.get("targets", []):
                 if target_type(panel, target) != "prometheus":
