@@ -1275,7 +1275,8 @@ def cost() -> sdk.Dashboard:
         table(
             "Spend per tenant, last 30 days",
             "Each tenant's spend over the last 30 days by component, for monthly billing and "
-            "budget checks. " + RANGE_EDGE_NOTE,
+            "budget checks (from the recorded 5-minute windows, so the 30 days' edges are "
+            "blurred by up to 5 minutes).",
             [table_query(summed(SPEND_5M, TPP, "30d", "tenant, component"))],
             "currencyUSD",
             transformations=[DROP_TIME],
