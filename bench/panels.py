@@ -4,11 +4,13 @@ against days of synthetic voice metrics backfilled into the native stack's Prome
 The data: the series the demo writes (turn latency and stage histograms, calls, costs, provider
 outcomes, jitter buffers, HTTP, process metrics) for ``instances`` workers, ``tenants`` tenants
 and three pipelines, one sample every ``step_s`` seconds for ``days`` days, plus every series the
-recording rules write (prometheus/rules/recording.yml: one series per label combination of the
-rule's level, e.g. job_tenant_pipeline), as the rules would have written them. It is written as
-OpenMetrics and turned into TSDB blocks by ``promtool tsdb create-blocks-from openmetrics``.
-The full form is the size of a real deployment (~6 700 series, 15 s, 7 days); ``--short`` is
-a day at 60 s with one worker and one tenant (~1 100 series), to stay quick in CI.
+recording rules write (prometheus/rules/recording.yml), as the rules would have written them:
+one series per combination of the rule's level labels (e.g. job_tenant_pipeline) that occurs in
+the series its expression selects, one sample per evaluation of its group (every ``step_s``, or
+every 5 minutes for the 5-minute group). It is written as OpenMetrics and turned into TSDB
+blocks by ``promtool tsdb create-blocks-from openmetrics``. The full form is the size of a real
+deployment (~7 600 series, 15 s, 7 days); ``--short`` is a day at 60 s with one worker and one
+tenant (~1 600 series), to stay quick in CI.
 
 The queries: each Prometheus target of each dashboard with the dashboards' default variables
 (All), over the whole backfilled range. Range targets go to /api/v1/query_range with Grafana's
@@ -46,8 +48,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.figures import Figure, Goal
 from stack.build import go_binaries
 from stack.settings import StackError
@@ -62,6 +62,7 @@ from tests.grafana.dashboard_queries import (  # noqa: E402
     substitute,
     target_type,
 )
+from tests.recording_rules import iter_recording_rules  # noqa: E402
 
 GOAL_MS = 100.0
 SCRAPE_S = 15
@@ -89,8 +90,8 @@ class Size:
     repeats: int
 
 
-FULL = Size(days=7, step_s=15, tenants=4, instances=2, repeats=20)  # ~6 700 series
-SHORT = Size(days=1, step_s=60, tenants=1, instances=1, repeats=5)  # ~1 100 series
+FULL = Size(days=7, step_s=15, tenants=4, instances=2, repeats=20)  # ~7 600 series
+SHORT = Size(days=1, step_s=60, tenants=1, instances=1, repeats=5)  # ~1 600 series
 
 
 # --- synthetic series --------------------------------------------------------------------------
@@ -98,6 +99,9 @@ SHORT = Size(days=1, step_s=60, tenants=1, instances=1, repeats=5)  # ~1 100 ser
 
 def _labels(**labels: str) -> str:
     return ",".join(f'{k}="{v}"' for k, v in labels.items())
+
+
+_MATCHER_EQ = re.compile(r'(\w+)="([^"]*)"')
 
 
 @dataclass
@@ -109,6 +113,8 @@ class Series:
     labels: str
     per_step: float
     counter: bool = True
+    every_s: int = 0
+    """Seconds between samples; 0: the size's step (a recording rule's group may be slower)."""
 
 
 def _histogram(
@@ -237,38 +243,51 @@ def voice_series(size: Size) -> list[Series]:
     return out
 
 
-def recorded_series(size: Size) -> list[Series]:
-    """One series per label combination of each recording rule's level, as the rule writes it."""
-    tenants = [f"tenant-{i}" for i in range(1, size.tenants + 1)]
-    values = {
-        "job": [JOB],
-        "instance": [f"w{w}" for w in range(1, size.instances + 1)],
-        "tenant": tenants,
-        "pipeline": list(PIPELINES),
-        "provider": ["deepgram", "openai", "cartesia"],
-        "component": ["stt", "llm", "tts"],
-        "model": ["m"],
-        "route": ["/v1/calls"],
-        "direction": ["inbound", "outbound"],
-        "outcome": list(OUTCOMES),
-        "status": list(STATUSES),
-        "interrupted": ["true", "false"],
-        "le": [f"{b:g}" for b in semconv.TURN_LATENCY_BUCKETS] + ["+Inf"],
-    }
+_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _matchers(expr: str, name: str) -> list[list[tuple[str, str, str]]]:
+    """The label matchers of each selector of ``name`` in ``expr`` ([] for a bare name)."""
+    out = []
+    for found in re.finditer(rf"(?<![\w:]){re.escape(name)}(?![\w:])(\{{[^}}]*\}})?", expr):
+        out.append(_MATCHER.findall(found.group(1) or ""))
+    return out
+
+
+def _selected(labels: dict[str, str], matchers: list[tuple[str, str, str]]) -> bool:
+    for label, op, value in matchers:
+        have = labels.get(label, "")
+        value = value.replace("\\\\", "\\")
+        hit = re.fullmatch(value, have) is not None if "~" in op else have == value
+        if hit == op.startswith("!"):
+            return False
+    return True
+
+
+def recorded_series(size: Size, raw: list[Series]) -> list[Series]:
+    """The series each recording rule writes, as the rule would write them: one per
+    combination of the level's labels that occurs in the series its expression selects (raw
+    or recorded by an earlier rule), one sample per evaluation of its group."""
+    by_name: dict[str, list[dict[str, str]]] = {}
+    for s in raw:
+        by_name.setdefault(s.name, []).append(dict(_MATCHER_EQ.findall(s.labels)))
     out: list[Series] = []
-    for path in sorted((REPO_ROOT / "prometheus" / "rules").glob("*.yml")):
-        for group in yaml.safe_load(path.read_text())["groups"]:
-            for rule in group["rules"]:
-                if "record" not in rule:
-                    continue
-                level = rule["record"].split(":")[0].split("_")
-                combos: list[dict[str, str]] = [{}]
-                for label in level:
-                    if label not in values:
-                        raise PanelBenchError(f"{rule['record']}: no synthetic values for {label}")
-                    combos = [{**c, label: v} for c in combos for v in values[label]]
-                for combo in combos:
-                    out.append(Series(rule["record"], _labels(**combo), 0.7, counter=False))
+    for rule in iter_recording_rules():
+        combos: set[tuple[tuple[str, str], ...]] = set()
+        for name in set(_NAME.findall(rule.expr)) & set(by_name):
+            selectors = _matchers(rule.expr, name)
+            for labels in by_name[name]:
+                if set(rule.labels) <= set(labels) and any(_selected(labels, m) for m in selectors):
+                    combos.add(tuple((label, labels[label]) for label in rule.labels))
+        if not combos:
+            raise PanelBenchError(f"{rule.record}: no synthetic series it would read")
+        every = max(size.step_s, rule.interval_s or SCRAPE_S)
+        written = [dict(c) for c in sorted(combos)]
+        by_name[rule.record] = written
+        out += [
+            Series(rule.record, _labels(**c), 0.7, counter=False, every_s=every) for c in written
+        ]
     return out
 
 
@@ -285,11 +304,12 @@ def write_openmetrics(path: Path, series: list[Series], size: Size, end: float) 
         for name, members in by_name.items():
             for s in members:
                 head = f"{name}{{{s.labels}}} "
+                every = s.every_s or size.step_s
                 value = 0.0
                 lines = []
-                for i in range(steps + 1):
+                for i in range(0, steps + 1, every // size.step_s):
                     if s.counter:
-                        value += s.per_step * size.step_s * rng.uniform(0.8, 1.2)
+                        value += s.per_step * every * rng.uniform(0.8, 1.2)
                     else:
                         value = s.per_step * rng.uniform(0.9, 1.1)
                     lines.append(f"{head}{value:.6g} {start + i * size.step_s:.0f}\n")
@@ -339,7 +359,7 @@ class BackfilledPrometheus:
     def _backfill(self, series: list[Series]) -> None:
         """Write ``series`` into ``self.dir/tsdb``, or reuse the kept blocks of the same set."""
         key = hashlib.sha256(
-            repr((self.size, [(s.name, s.labels) for s in series])).encode()
+            repr((self.size, [(s.name, s.labels, s.every_s) for s in series])).encode()
         ).hexdigest()
         manifest = self.dir / "backfill.json"
         if self.keep and manifest.exists():
@@ -367,7 +387,8 @@ class BackfilledPrometheus:
         manifest.write_text(json.dumps({"key": key, "end": self.end, "samples": self.samples}))
 
     def __enter__(self) -> BackfilledPrometheus:
-        series = voice_series(self.size) + recorded_series(self.size)
+        raw = voice_series(self.size)
+        series = raw + recorded_series(self.size, raw)
         self.series = len(series)
         self._backfill(series)
         config = self.dir / "prometheus.yml"
@@ -415,11 +436,13 @@ class BackfilledPrometheus:
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def grafana_step(range_s: float, min_interval: str = "") -> int:
-    """Grafana's interval for a time range: range / max data points, rounded to a nice value,
-    never below the datasource's scrape interval (timeInterval: 15s) nor the panel's min
-    interval (``interval``, e.g. "1h")."""
-    raw = range_s / MAX_DATA_POINTS
+def grafana_step(
+    range_s: float, min_interval: str = "", max_data_points: int = MAX_DATA_POINTS
+) -> int:
+    """Grafana's interval for a time range: range / max data points (the panel's own, e.g. a
+    heatmap's, or about its width), rounded to a nice value, never below the datasource's
+    scrape interval (timeInterval: 15s) nor the panel's min interval (``interval``, e.g. "1h")."""
+    raw = range_s / max_data_points
     nice = min(_NICE_S, key=lambda n: abs(n - raw))
     floor = int(min_interval[:-1]) * _UNIT_S[min_interval[-1]] if min_interval else 0
     return max(nice, SCRAPE_S, floor)
@@ -455,7 +478,11 @@ def panel_queries(range_s: float) -> list[PanelQuery]:
     out = []
     for dashboard in iter_dashboards():
         for panel in iter_panels(dashboard):
-            step = grafana_step(range_s, panel.get("interval") or "")
+            step = grafana_step(
+                range_s,
+                panel.get("interval") or "",
+                panel.get("maxDataPoints") or MAX_DATA_POINTS,
+            )
             values = grafana_values(range_s, step)
             for target in panel.get("targets", []):
                 if target_type(panel, target) != "prometheus":

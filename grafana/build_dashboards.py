@@ -85,35 +85,82 @@ PROVIDER_FAULT = 'outcome=~"error|timeout|rate_limited"'
 PROVIDER_ANSWERED = 'outcome!="cancelled"'
 
 
-def cost_per_call_minute(labels: str, window: str, by: str = "") -> str:
-    """Dollars per call-minute as the CostPerCallMinuteHigh rule computes it: the cost of
-    the calls that ended (voice_call_cost_usd) over those same calls' minutes."""
-    group = f"sum by ({by}) " if by else "sum "
-    return (
-        f"{group}(increase(voice_call_cost_usd_sum{{{labels}}}[{window}])) / "
-        f"({group}(increase(voice_call_duration_seconds_sum{{{labels}}}[{window}])) / 60)"
-    )
-
-
 # Recorded 5-minute rates (prometheus/rules/recording.yml) that the time-series panels plot
 # instead of rating raw counters at every point of a long time range.
-CALLS_BY_STATUS = "job_tenant_pipeline_status:voice_calls:rate5m"
 TURNS_BY_INTERRUPTED = "job_tenant_pipeline_interrupted:voice_turns:rate5m"
-SPEND_RATE = "job_tenant_pipeline_provider_component:voice_cost_usd:rate5m"
 SERVED = 'status=~"completed|transferred"'
 RECORDED_RATE_NOTE = "Recorded 5-minute rates."
+
+# Recorded 5-minute increases, evaluated every 5 minutes so that the windows tile the time
+# line (the group voiceobs-recording-panels-5m): a panel that sums them over its time range
+# or its points' interval reads 12 samples an hour per series instead of 240.
+SPEND_5M = "job_tenant_pipeline_provider_component:voice_cost_usd:increase5m"
+CALLS_BY_STATUS_5M = "job_tenant_pipeline_status:voice_calls:increase5m"
+FAILURES_5M = "job_tenant_pipeline_failure_reason:voice_calls:increase5m"
+REQUESTS_5M = "job_provider_component_outcome:voice_provider_requests:increase5m"
+CALL_COST_5M = "job_tenant_pipeline:voice_call_cost_usd_sum:increase5m"
+CALLS_COSTED_5M = "job_tenant_pipeline:voice_call_cost_usd_count:increase5m"
+CALL_SECONDS_5M = "job_tenant_pipeline:voice_call_duration_seconds_sum:increase5m"
+STT_AUDIO_5M = "job_tenant_pipeline_provider_model:voice_stt_audio_seconds:increase5m"
+LLM_TOKENS_5M = "job_tenant_pipeline_provider_model_type:voice_llm_tokens:increase5m"
+TTS_CHARACTERS_5M = "job_tenant_pipeline_provider_model:voice_tts_characters:increase5m"
+TURN_BUCKETS_5M = "job_tenant_pipeline_le:voice_turn_latency_seconds_bucket:increase5m"
+JITTER_BUCKETS_5M = "job_pipeline_direction_le:voice_jitter_buffer_depth_seconds_bucket:increase5m"
+WINDOWS_5M = "5m"
+"""Min interval of a panel that plots 5-minute windows: a point never splits one."""
+RANGE_EDGE_NOTE = (
+    "Summed from recorded 5-minute windows: the oldest may begin up to 5 minutes before the "
+    "time range, and the newest 5 minutes of the range are counted once their window closes."
+)
+POINT_NOTE = (
+    "Each point sums the recorded 5-minute windows that close within its interval (at least "
+    "5 minutes), so the newest point lags by up to 5 minutes."
+)
+HEATMAP_COLUMNS = 300
+"""A heatmap's columns at most (Grafana's max data points): every column is one query step
+over every bucket series, and 2-3 pixels are as narrow as a cell needs to be; over 7 days a
+column is 30 minutes, over a day 5 minutes."""
 # Daily panels step by a day (min interval 1d), so each 1-day window is read once, not once
 # per point.
 DAILY_NOTE = "One point per UTC day, at the day's end."
 
 
-def call_success_ratio(window: str) -> str:
-    """Share of the calls ended in ``window`` that were served (completed or transferred),
-    from the recorded per-status call rates: their sums over the window are the calls ended
-    times one evaluation interval, which cancels out in the ratio."""
+def summed(series: str, labels: str, window: str = "$__range", by: str | None = None) -> str:
+    """The recorded 5-minute increases of ``series`` summed over ``window`` (and over the
+    series, or ``by`` those labels)."""
+    group = f"sum by ({by}) " if by is not None else "sum"
+    return f"{group}(sum_over_time({series}{{{labels}}}[{window}]))"
+
+
+def per_minute(series: str, labels: str, by: str, unit_s: int = 60) -> str:
+    """Recorded 5-minute increases as a per-minute (or per ``unit_s``) figure for each point:
+    the windows that close within the point's interval, over the interval's minutes."""
+    return f"{summed(series, labels, '$__interval', by)} * {unit_s * 1000} / $__interval_ms"
+
+
+def stage_buckets_5m(metric: str) -> str:
+    """A stage histogram's recorded 5-minute bucket increases, per tenant, pipeline, provider
+    and model."""
+    return f"{STAGE_LEVEL}_le:{metric}_bucket:increase5m"
+
+
+LLM_BUCKETS_5M = stage_buckets_5m("voice_llm_duration_seconds")
+
+
+def cost_per_call_minute(labels: str, window: str, by: str | None = None) -> str:
+    """Dollars per call-minute as the CostPerCallMinuteHigh rule computes it: the cost of
+    the calls that ended (voice_call_cost_usd) over those same calls' minutes."""
     return (
-        f"sum(sum_over_time({CALLS_BY_STATUS}{{{TP}, {SERVED}}}[{window}])) / "
-        f"sum(sum_over_time({CALLS_BY_STATUS}{{{TP}}}[{window}]))"
+        f"{summed(CALL_COST_5M, labels, window, by)} / "
+        f"({summed(CALL_SECONDS_5M, labels, window, by)} / 60)"
+    )
+
+
+def call_success_ratio(window: str) -> str:
+    """Share of the calls ended in ``window`` that were served (completed or transferred)."""
+    return (
+        f"{summed(CALLS_BY_STATUS_5M, f'{TP}, {SERVED}', window)} / "
+        f"{summed(CALLS_BY_STATUS_5M, TP, window)}"
     )
 
 
@@ -221,17 +268,23 @@ def percentiles(
         for q in qs
     ]
     if exemplars:
-        targets.append(
-            ExemplarsOnly()
-            .datasource(PROM)
-            .editor_mode(prometheus_models.QueryEditorMode.CODE)
-            .expr(quantile(max(qs), metric, labels, by))
-            .legend_format("exemplars")
-            .exemplar(True)
-            .format(prometheus_models.PromQueryFormat.TIME_SERIES)
-            .instant()
-        )
+        targets.append(exemplars_of(quantile(max(qs), metric, labels, by)))
     return targets
+
+
+def exemplars_of(expr: str) -> ExemplarsOnly:
+    """A raw query as an instant query (one cheap point, hidden) whose exemplars Grafana
+    fetches for the whole range, so dots still open traces beside a recorded series."""
+    return (
+        ExemplarsOnly()
+        .datasource(PROM)
+        .editor_mode(prometheus_models.QueryEditorMode.CODE)
+        .expr(expr)
+        .legend_format("exemplars")
+        .exemplar(True)
+        .format(prometheus_models.PromQueryFormat.TIME_SERIES)
+        .instant()
+    )
 
 
 def loki(expr: str, legend: str = "") -> sdk_loki.Dataquery:
@@ -462,10 +515,18 @@ def bargauge(title: str, description: str, targets: list[Target], unit: str) -> 
 
 
 def heatmap(
-    title: str, description: str, targets: list[Target], unit: str, *, w: int = 12
+    title: str,
+    description: str,
+    targets: list[Target],
+    unit: str,
+    *,
+    w: int = 12,
+    interval: str | None = None,
 ) -> sdk_heatmap.Panel:
-    """A heatmap of pre-bucketed histogram data (targets use format: heatmap)."""
-    panel = _panel(sdk_heatmap.Panel(), title, description, targets, w=w)
+    """A heatmap of pre-bucketed histogram data (targets use format: heatmap), at most
+    HEATMAP_COLUMNS columns wide."""
+    panel = _panel(sdk_heatmap.Panel(), title, description, targets, w=w, interval=interval)
+    panel.max_data_points(HEATMAP_COLUMNS)
     _field_defaults(panel, unit)
     return (
         panel.calculate(False)
@@ -762,9 +823,8 @@ def overview() -> sdk.Dashboard:
         ),
         stat(
             "Success rate",
-            "Share of ended calls with status completed or transferred, over the time range "
-            "(from the recorded 5-minute call rates, so the range's edges are blurred by up to "
-            "5 minutes).",
+            "Share of ended calls with status completed or transferred, over the time range. "
+            + RANGE_EDGE_NOTE,
             [prom(call_success_ratio("$__range"), "success")],
             "percentunit",
             thresholds=[(None, "red"), (0.9, "yellow"), (0.97, "green")],
@@ -773,7 +833,8 @@ def overview() -> sdk.Dashboard:
         stat(
             "Cost per call-minute",
             "Cost of the calls that ended in the time range divided by their minutes (as "
-            "the CostPerCallMinuteHigh alert computes it); alert threshold $0.20/min.",
+            "the CostPerCallMinuteHigh alert computes it); alert threshold $0.20/min. "
+            + RANGE_EDGE_NOTE,
             [prom(cost_per_call_minute(TP, "$__range"), "USD/min", instant=True)],
             "currencyUSD",
             thresholds=[(None, "green"), (0.15, "yellow"), (COST_PER_MINUTE_BUDGET_USD, "red")],
@@ -782,22 +843,19 @@ def overview() -> sdk.Dashboard:
         ),
         timeseries(
             "Ended calls by status",
-            "Calls ended per second by status (completed, failed, abandoned, transferred). "
-            + RECORDED_RATE_NOTE,
-            [prom(f"sum by (status) ({CALLS_BY_STATUS}{{{TP}}})", "{{status}}")],
-            "reqps",
+            "Calls ended per minute by status (completed, failed, abandoned, transferred). "
+            + POINT_NOTE,
+            [prom(per_minute(CALLS_BY_STATUS_5M, TP, "status"), "{{status}}")],
+            "cpm",
+            interval=WINDOWS_5M,
         ),
         timeseries(
             "Failure reasons",
-            "Failed or abandoned calls per second by failure_reason; 'none' is excluded.",
-            [
-                prom(
-                    "sum by (failure_reason) (rate(voice_calls_total"
-                    f'{{{TP}, failure_reason!="none"}}[$__rate_interval]))',
-                    "{{failure_reason}}",
-                )
-            ],
-            "reqps",
+            "Failed or abandoned calls per minute by failure_reason ('none' is excluded). "
+            + POINT_NOTE,
+            [prom(per_minute(FAILURES_5M, TP, "failure_reason"), "{{failure_reason}}")],
+            "cpm",
+            interval=WINDOWS_5M,
             stack=True,
         ),
         row("Are we fast?"),
@@ -823,11 +881,13 @@ def overview() -> sdk.Dashboard:
         ),
         stat(
             "Turns within budget",
-            "Share of turns whose latency was at most 800 ms, over the time range.",
+            "Share of turns whose latency was at most 800 ms, over the time range. "
+            + RANGE_EDGE_NOTE,
             [
                 prom(
-                    f'sum(increase(voice_turn_latency_seconds_bucket{{{TP}, le="0.8"}}[$__range]))'
-                    f" / sum(increase(voice_turn_latency_seconds_count{{{TP}}}[$__range]))",
+                    summed(TURN_BUCKETS_5M, TP + ', le="0.8"')
+                    + " / "
+                    + summed(TURN_BUCKETS_5M, TP + ', le="+Inf"'),
                     "within budget",
                 )
             ],
@@ -840,11 +900,12 @@ def overview() -> sdk.Dashboard:
         row("What does it cost?"),
         timeseries(
             "Cost per minute by component",
-            "Spend rate in US dollars per wall-clock minute, by component (stt, llm, tts). "
-            + RECORDED_RATE_NOTE,
-            [prom(f"sum by (component) ({SPEND_RATE}{{{TP}}}) * 60", "{{component}}")],
+            "Spend in US dollars per wall-clock minute, by component (stt, llm, tts). "
+            + POINT_NOTE,
+            [prom(per_minute(SPEND_5M, TP, "component"), "{{component}}")],
             "currencyUSD",
             stack=True,
+            interval=WINDOWS_5M,
             w=24,
             data_links=[link_to("voiceobs-cost")],
         ),
@@ -881,18 +942,11 @@ def latency() -> sdk.Dashboard:
         ),
         heatmap(
             "Turn latency heatmap",
-            "Distribution of turn latency over time: turns per second in each histogram "
-            "bucket (recorded every 5 min per tenant and pipeline). The percentile panels "
-            "carry the exemplars.",
-            [
-                prom(
-                    "sum by (le) (job_tenant_pipeline_le:voice_turn_latency_seconds_bucket:rate5m"
-                    f"{{{TP}}})",
-                    "{{le}}",
-                    fmt="heatmap",
-                )
-            ],
+            "Distribution of turn latency over time: turns in each histogram bucket per "
+            "column. " + POINT_NOTE + " The percentile panels carry the exemplars.",
+            [prom(summed(TURN_BUCKETS_5M, TP, "$__interval", "le"), "{{le}}", fmt="heatmap")],
             "s",
+            interval=WINDOWS_5M,
         ),
         timeseries(
             "Turn latency P95 by tenant",
@@ -951,37 +1005,45 @@ def latency() -> sdk.Dashboard:
             w=16,
         )
     )
+    top = f'le=~"{LLM_DURATION_TOP_BUCKET_S:g}(\\\\.0)?"'
     panels.append(
         timeseries(
             "LLM responses longer than the top bucket",
             f"Share of LLM responses (request to last token) longer than "
             f"{LLM_DURATION_TOP_BUCKET_S:g} s, the highest finite bucket of "
             "voice_llm_duration_seconds: where this is above 5 %, the P95 beside it is that "
-            "bound, not the real duration.",
+            "bound, not the real duration. " + POINT_NOTE + " Exemplar dots open slow "
+            "responses' traces.",
             [
                 prom(
-                    "1 - sum by (provider) (rate(voice_llm_duration_seconds_bucket"
-                    f'{{{TPP}, le=~"{LLM_DURATION_TOP_BUCKET_S:g}(\\\\.0)?"}}[$__rate_interval])) '
-                    "/ sum by (provider) (rate(voice_llm_duration_seconds_count"
-                    f"{{{TPP}}}[$__rate_interval]))",
+                    "1 - "
+                    + summed(LLM_BUCKETS_5M, f"{TPP}, {top}", "$__interval", "provider")
+                    + " / "
+                    + summed(LLM_BUCKETS_5M, TPP + ', le="+Inf"', "$__interval", "provider"),
                     "{{provider}}",
-                    exemplar=True,
-                )
+                ),
+                exemplars_of(
+                    "1 - sum by (provider) (rate(voice_llm_duration_seconds_bucket"
+                    f"{{{TPP}, {top}}}[$__rate_interval])) "
+                    "/ sum by (provider) (rate(voice_llm_duration_seconds_count"
+                    f"{{{TPP}}}[$__rate_interval]))"
+                ),
             ],
             "percentunit",
             w=8,
             maximum=1,
+            interval=WINDOWS_5M,
         )
     )
     panels.append(
         table(
             "Stage P95 per provider and model (time range)",
             "One row per provider and model with each stage's P95 over the whole time range, "
-            "for comparing vendors.",
+            "for comparing vendors. " + RANGE_EDGE_NOTE,
             [
                 table_query(
-                    f"histogram_quantile(0.95, sum by (le, provider, model) "
-                    f"(increase({metric}_bucket{{{TPP}}}[$__range])))",
+                    "histogram_quantile(0.95, "
+                    f"{summed(stage_buckets_5m(metric), TPP, by='le, provider, model')})",
                     name,
                 )
                 for metric, name in STAGES
@@ -1105,26 +1167,22 @@ def call_explorer() -> sdk.Dashboard:
 
 def cost() -> sdk.Dashboard:
     by_comp = f"voice_cost_usd_total{{{TPP}}}"
+    spent = summed(SPEND_5M, TPP)
     panels = [
         row("Per call and per minute"),
         stat(
             "Average cost per call",
             "Total cost of ended calls divided by their number over the time range "
-            "(voice_call_cost_usd sum / count; an average is fine for money).",
-            [
-                prom(
-                    f"sum(increase(voice_call_cost_usd_sum{{{TP}}}[$__range])) / "
-                    f"sum(increase(voice_call_cost_usd_count{{{TP}}}[$__range]))",
-                    "avg/call",
-                )
-            ],
+            "(voice_call_cost_usd sum / count; an average is fine for money). " + RANGE_EDGE_NOTE,
+            [prom(f"{summed(CALL_COST_5M, TP)} / {summed(CALLS_COSTED_5M, TP)}", "avg/call")],
             "currencyUSD",
             decimals=4,
         ),
         stat(
             "Cost per call-minute",
             "Cost of the calls that ended in the time range divided by their minutes (as "
-            "the CostPerCallMinuteHigh alert computes it); the alert fires above $0.20.",
+            "the CostPerCallMinuteHigh alert computes it); the alert fires above $0.20. "
+            + RANGE_EDGE_NOTE,
             [prom(cost_per_call_minute(TP, "$__range"), "USD/min", instant=True)],
             "currencyUSD",
             thresholds=[(None, "green"), (0.15, "yellow"), (COST_PER_MINUTE_BUDGET_USD, "red")],
@@ -1132,8 +1190,8 @@ def cost() -> sdk.Dashboard:
         ),
         stat(
             "Spend in time range",
-            "Total AI spend over the time range for the selected filters.",
-            [prom(f"sum(increase({by_comp}[$__range]))", "USD")],
+            "Total AI spend over the time range for the selected filters. " + RANGE_EDGE_NOTE,
+            [prom(spent, "USD")],
             "currencyUSD",
             decimals=2,
         ),
@@ -1160,7 +1218,8 @@ def cost() -> sdk.Dashboard:
         timeseries(
             "Cost per call-minute by pipeline",
             "Cost of the calls that ended over their minutes, per pipeline over 30-minute "
-            "windows: the CostPerCallMinuteHigh alert's own figure; the red line is $0.20/min.",
+            "windows (six recorded 5-minute windows): the CostPerCallMinuteHigh alert's own "
+            "figure; the red line is $0.20/min.",
             [prom(cost_per_call_minute(TP, "30m", "pipeline"), "{{pipeline}}")],
             "currencyUSD",
             budget=COST_PER_MINUTE_BUDGET_USD,
@@ -1168,33 +1227,33 @@ def cost() -> sdk.Dashboard:
         row("By component and provider"),
         timeseries(
             "Spend per minute by component",
-            "Dollars per wall-clock minute by component (stt, llm, tts, tool). "
-            + RECORDED_RATE_NOTE,
-            [prom(f"sum by (component) ({SPEND_RATE}{{{TPP}}}) * 60", "{{component}}")],
+            "Dollars per wall-clock minute by component (stt, llm, tts, tool). " + POINT_NOTE,
+            [prom(per_minute(SPEND_5M, TPP, "component"), "{{component}}")],
             "currencyUSD",
             stack=True,
+            interval=WINDOWS_5M,
         ),
         timeseries(
             "Spend per minute by provider",
-            "Dollars per wall-clock minute by provider and component. " + RECORDED_RATE_NOTE,
+            "Dollars per wall-clock minute by provider and component. " + POINT_NOTE,
             [
                 prom(
-                    f"sum by (component, provider) ({SPEND_RATE}{{{TPP}}}) * 60",
+                    per_minute(SPEND_5M, TPP, "component, provider"),
                     "{{component}} {{provider}}",
                 )
             ],
             "currencyUSD",
             stack=True,
+            interval=WINDOWS_5M,
             data_links=[link_to("voiceobs-providers")],
         ),
         table(
             "Most expensive provider per component (optimisation hint)",
             "For each component, the provider with the highest spend over the time range: "
-            "the first place to look for a cheaper model or vendor.",
+            "the first place to look for a cheaper model or vendor. " + RANGE_EDGE_NOTE,
             [
                 table_query(
-                    f"topk by (component) (1, sum by (component, provider) "
-                    f"(increase({by_comp}[$__range])))",
+                    f"topk by (component) (1, {summed(SPEND_5M, TPP, by='component, provider')})",
                 )
             ],
             "currencyUSD",
@@ -1202,10 +1261,10 @@ def cost() -> sdk.Dashboard:
         ),
         bargauge(
             "Spend by provider (time range)",
-            "Total spend per provider over the time range.",
+            "Total spend per provider over the time range. " + RANGE_EDGE_NOTE,
             [
                 prom(
-                    f"sort_desc(sum by (provider) (increase({by_comp}[$__range])))",
+                    f"sort_desc({summed(SPEND_5M, TPP, by='provider')})",
                     "{{provider}}",
                     instant=True,
                 )
@@ -1215,63 +1274,61 @@ def cost() -> sdk.Dashboard:
         row("Per tenant"),
         table(
             "Spend per tenant, last 30 days",
-            "Each tenant's spend over the last 30 days by component (increase over 30d), "
-            "for monthly billing and budget checks.",
-            [table_query(f"sum by (tenant, component) (increase({by_comp}[30d]))")],
+            "Each tenant's spend over the last 30 days by component, for monthly billing and "
+            "budget checks (from the recorded 5-minute windows, so the 30 days' edges are "
+            "blurred by up to 5 minutes).",
+            [table_query(summed(SPEND_5M, TPP, "30d", "tenant, component"))],
             "currencyUSD",
             transformations=[DROP_TIME],
         ),
         timeseries(
             "Daily spend per tenant",
-            "Spend per tenant per day (increase over 1d), the month's trend. " + DAILY_NOTE,
-            [
-                prom(
-                    f"sum by (tenant) (increase({by_comp}[1d]))",
-                    "{{tenant}}",
-                )
-            ],
+            "Spend per tenant per day, the month's trend (each day's recorded 5-minute "
+            "windows, so a day's edges are blurred by up to 5 minutes). " + DAILY_NOTE,
+            [prom(summed(SPEND_5M, TPP, "1d", "tenant"), "{{tenant}}")],
             "currencyUSD",
             interval="1d",
         ),
         row("Usage behind the cost"),
         timeseries(
             "STT audio minutes per minute",
-            "Audio seconds sent to STT, per provider and model, as minutes per minute.",
+            "Audio seconds sent to STT, per provider and model, as minutes per minute. "
+            + POINT_NOTE,
             [
                 prom(
-                    f"sum by (provider, model) (rate(voice_stt_audio_seconds_total{{{TPP}}}"
-                    "[$__rate_interval]))",
+                    per_minute(STT_AUDIO_5M, TPP, "provider, model", unit_s=1),
                     "{{provider}} {{model}}",
                 )
             ],
             "none",
             w=8,
+            interval=WINDOWS_5M,
         ),
         timeseries(
             "LLM tokens per second",
-            "Input and output tokens per provider and model.",
+            "Input and output tokens per provider and model. " + POINT_NOTE,
             [
                 prom(
-                    f"sum by (provider, model, type) (rate(voice_llm_tokens_total{{{TPP}}}"
-                    "[$__rate_interval]))",
+                    per_minute(LLM_TOKENS_5M, TPP, "provider, model, type", unit_s=1),
                     "{{provider}} {{model}} {{type}}",
                 )
             ],
             "short",
             w=8,
+            interval=WINDOWS_5M,
         ),
         timeseries(
             "TTS characters per second",
-            "Characters synthesised per provider and model.",
+            "Characters synthesised per provider and model. " + POINT_NOTE,
             [
                 prom(
-                    f"sum by (provider, model) (rate(voice_tts_characters_total{{{TPP}}}"
-                    "[$__rate_interval]))",
+                    per_minute(TTS_CHARACTERS_5M, TPP, "provider, model", unit_s=1),
                     "{{provider}} {{model}}",
                 )
             ],
             "short",
             w=8,
+            interval=WINDOWS_5M,
         ),
     ]
     return dashboard(
@@ -1372,19 +1429,11 @@ def audio() -> sdk.Dashboard:
     panels += [
         heatmap(
             "Jitter-buffer depth distribution",
-            "All directions: depth samples per second in each bucket (recorded every 5 min "
-            "per pipeline and direction).",
-            [
-                prom(
-                    "sum by (le) ("
-                    "job_pipeline_direction_le:voice_jitter_buffer_depth_seconds_bucket:rate5m"
-                    f"{{{PIPE}}})",
-                    "{{le}}",
-                    fmt="heatmap",
-                )
-            ],
+            "All directions: depth samples in each bucket per column. " + POINT_NOTE,
+            [prom(summed(JITTER_BUCKETS_5M, PIPE, "$__interval", "le"), "{{le}}", fmt="heatmap")],
             "s",
             w=24,
+            interval=WINDOWS_5M,
         ),
         row("Interruptions (barge-in)"),
         timeseries(
@@ -1417,44 +1466,50 @@ def audio() -> sdk.Dashboard:
 
 
 def providers() -> sdk.Dashboard:
-    answered = f"voice_provider_requests_total{{{PROV}, {PROVIDER_ANSWERED}}}"
-    rates = "job_provider_component_outcome:voice_provider_requests:rate5m"
+    def point_share(outcomes: str) -> str:
+        """Share of the answered requests with ``outcomes``, per provider, over each point."""
+        return (
+            f"{summed(REQUESTS_5M, f'{PROV}, {outcomes}', '$__interval', 'provider')} / "
+            f"{summed(REQUESTS_5M, f'{PROV}, {PROVIDER_ANSWERED}', '$__interval', 'provider')}"
+        )
+
     panels = [
         row("Outcomes and errors"),
         timeseries(
             "Requests by outcome",
-            "Provider requests per second by provider and outcome (ok, error, timeout, "
-            "rate_limited, cancelled), over 5-minute windows (recorded).",
-            [prom(f"sum by (provider, outcome) ({rates}{{{PROV}}})", "{{provider}} {{outcome}}")],
-            "reqps",
+            "Provider requests per minute by provider and outcome (ok, error, timeout, "
+            "rate_limited, cancelled). " + POINT_NOTE,
+            [
+                prom(
+                    per_minute(REQUESTS_5M, PROV, "provider, outcome"),
+                    "{{provider}} {{outcome}}",
+                )
+            ],
+            "reqpm",
             stack=True,
+            interval=WINDOWS_5M,
         ),
         timeseries(
             "Error rate by provider",
             "Share of the requests a provider answered whose outcome is error, timeout or "
             "rate_limited. Cancelled requests (the engine stopped them, e.g. on barge-in) "
-            "count neither as errors nor as answered. Over 5-minute windows (recorded).",
-            [
-                prom(
-                    f"sum by (provider) ({rates}{{{PROV}, {PROVIDER_FAULT}}}) / "
-                    f"sum by (provider) ({rates}{{{PROV}, {PROVIDER_ANSWERED}}})",
-                    "{{provider}}",
-                )
-            ],
+            "count neither as errors nor as answered. " + POINT_NOTE,
+            [prom(point_share(PROVIDER_FAULT), "{{provider}}")],
             "percentunit",
             budget=0.05,
             maximum=1,
+            interval=WINDOWS_5M,
         ),
         table(
             "Provider uptime (share of ok, time range)",
             "Share of the requests each provider answered with outcome ok over the time "
             "range, by component: the provider uptime as the engine saw it (cancelled "
-            "requests left out).",
+            "requests left out). " + RANGE_EDGE_NOTE,
             [
                 table_query(
-                    f"sum by (provider, component) (increase(voice_provider_requests_total"
-                    f'{{{PROV}, outcome="ok"}}[$__range])) / sum by (provider, component) '
-                    f"(increase({answered}[$__range]))",
+                    summed(REQUESTS_5M, PROV + ', outcome="ok"', by="provider, component")
+                    + " / "
+                    + summed(REQUESTS_5M, f"{PROV}, {PROVIDER_ANSWERED}", by="provider, component"),
                 )
             ],
             "percentunit",
@@ -1462,18 +1517,13 @@ def providers() -> sdk.Dashboard:
         ),
         timeseries(
             "Provider uptime over time",
-            "Share of ok among answered requests per provider over 5-minute windows "
-            "(cancelled left out); dips are outages.",
-            [
-                prom(
-                    f'sum by (provider) ({rates}{{{PROV}, outcome="ok"}}) / '
-                    f"sum by (provider) ({rates}{{{PROV}, {PROVIDER_ANSWERED}}})",
-                    "{{provider}}",
-                )
-            ],
+            "Share of ok among answered requests per provider (cancelled left out); dips are "
+            "outages. " + POINT_NOTE,
+            [prom(point_share('outcome="ok"'), "{{provider}}")],
             "percentunit",
             minimum=None,
             maximum=1,
+            interval=WINDOWS_5M,
         ),
         row("Circuit breakers"),
         state_timeline(
@@ -2033,8 +2083,8 @@ def executive() -> sdk.Dashboard:
         row("Trends"),
         timeseries(
             "Daily call success rate",
-            "Share of calls completed or transferred per day (from the recorded 5-minute call "
-            "rates, so each day's edges are blurred by up to 5 minutes). " + DAILY_NOTE,
+            "Share of calls completed or transferred per day (from the recorded 5-minute "
+            "windows, so each day's edges are blurred by up to 5 minutes). " + DAILY_NOTE,
             [prom(call_success_ratio("1d"), "success rate")],
             "percentunit",
             minimum=None,
@@ -2043,8 +2093,9 @@ def executive() -> sdk.Dashboard:
         ),
         timeseries(
             "Daily AI cost by tenant",
-            "AI spend per tenant per day. " + DAILY_NOTE,
-            [prom(f"sum by (tenant) (increase(voice_cost_usd_total{{{TP}}}[1d]))", "{{tenant}}")],
+            "AI spend per tenant per day (from the recorded 5-minute windows, so each day's "
+            "edges are blurred by up to 5 minutes). " + DAILY_NOTE,
+            [prom(summed(SPEND_5M, TP, "1d", "tenant"), "{{tenant}}")],
             "currencyUSD",
             interval="1d",
             stack=True,

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from stack.build import promtool
+from tests.recording_rules import iter_recording_rules
 from voiceobs import semconv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,7 +38,6 @@ DASHBOARDS = GRAFANA / "dashboards"
 DATASOURCES_YAML = GRAFANA / "provisioning" / "datasources" / "datasources.yaml"
 PROVIDERS_YAML = GRAFANA / "provisioning" / "dashboards" / "dashboards.yaml"
 EXTERNAL_METRICS = GRAFANA / "external-metrics.txt"
-RULES = REPO / "prometheus" / "rules"
 DOCS_METRICS = REPO / "docs" / "metrics.md"
 
 EXPECTED_UIDS = {
@@ -233,14 +233,7 @@ def _queried_metrics() -> dict[str, set[str]]:
 def _recorded_series() -> dict[str, set[str]]:
     """Series the recording rules write -> the labels they keep (the name's level part,
     e.g. job_tenant_pipeline:... keeps job, tenant and pipeline)."""
-    recorded: dict[str, set[str]] = {}
-    for path in RULES.glob("*.yml"):
-        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
-            for rule in group["rules"]:
-                if "record" in rule:
-                    level = rule["record"].split(":")[0]
-                    recorded[rule["record"]] = set(level.split("_")) if level else set()
-    return recorded
+    return {rule.record: set(rule.labels) for rule in iter_recording_rules()}
 
 
 def _provisioned_datasources() -> dict[str, dict[str, Any]]:
@@ -511,7 +504,8 @@ def test_latency_is_shown_as_percentiles_never_averages() -> None:
                     assert (
                         "histogram_quantile(" in expr
                         or target.get("format") == "heatmap"
-                        or re.search(rf"{base}_bucket\{{[^}}]*\ble=", expr)
+                        # a share of one bucket, raw or recorded (..._bucket:increase5m)
+                        or re.search(rf"{base}_bucket(:\w+)?\{{[^}}]*\ble=", expr)
                     ), where
 
 

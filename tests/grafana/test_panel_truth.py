@@ -27,11 +27,12 @@ VALUES = {"service": SERVICE, "__range": "1h", "tenant": "acme", "pipeline": "su
 LABELS = f'job="{SERVICE}",instance="w1",tenant="acme",pipeline="support"'
 
 
-def panel_expr(uid: str, title: str, refid: int = 0) -> str:
-    """The ``refid``-th Prometheus query of the panel ``title`` on dashboard ``uid``."""
+def panel_expr(uid: str, title: str, refid: int = 0, **values: str) -> str:
+    """The ``refid``-th Prometheus query of the panel ``title`` on dashboard ``uid`` (variables
+    from VALUES, or ``values`` where given)."""
     found = [
         q.expr
-        for q in iter_panel_queries(VALUES)
+        for q in iter_panel_queries({**VALUES, **values})
         if q.dashboard_uid == uid and q.panel_title == title and q.datasource_type == "prometheus"
     ]
     assert found, f"no panel {title!r} on {uid}"
@@ -39,12 +40,17 @@ def panel_expr(uid: str, title: str, refid: int = 0) -> str:
 
 
 def run_promtool(
-    tmp_path: Path, series: list[dict[str, str]], checks: list[dict[str, Any]]
+    tmp_path: Path,
+    series: list[dict[str, str]],
+    checks: list[dict[str, Any]],
+    evaluation_interval: str = "1m",
 ) -> None:
-    """One promtool test: ``series`` in, each check's expr evaluated at its eval_time."""
+    """One promtool test: ``series`` in (a sample a minute), the rules evaluated every
+    ``evaluation_interval`` (promtool evaluates every group at that interval, whatever the
+    group's own), each check's expr evaluated at its eval_time."""
     test = {
         "rule_files": [str(path) for path in sorted(RULES.glob("*.yml"))],
-        "evaluation_interval": "1m",
+        "evaluation_interval": evaluation_interval,
         "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": checks}],
     }
     path = tmp_path / "panels.test.yml"
@@ -164,8 +170,8 @@ def test_daily_success_rate_weighs_calls_not_five_minute_ratios(tmp_path: Path) 
         {"series": f'voice_calls_total{{{LABELS},status="failed",failure_reason="llm_error"}}', "values": "0x60 8+8x119"},
     ]  # fmt: skip
     served = 6240 / 7200
-    # The panel sums the recorded 5-minute rates over the day: the calls of the last 5 minutes
-    # are only partly in (6 236 served of 7 180 counted), well under a tenth of a point here.
+    # The panel sums the recorded 5-minute increases over the day: the calls of the last 5
+    # minutes are only partly in, well under a tenth of a point here.
     daily = panel_expr("voiceobs-executive", "Daily call success rate")
     overview = panel_expr("voiceobs-overview", "Success rate")
     run_promtool(
@@ -209,3 +215,38 @@ def test_no_panel_or_rule_reads_further_back_than_metrics_are_kept() -> None:
             assert back <= retention, f"{expr}: reads {back / 86400:g} days back"
             longest = max(longest, back)
     assert longest >= 30 * 86400, "the 30-day spend panel is gone: recheck this test"
+
+
+def test_spend_over_a_range_counts_each_five_minute_window_once(tmp_path: Path) -> None:
+    # $0.60 of LLM and $0.30 of TTS a minute for two hours, as the 5-minute group sees it
+    # (evaluated every 5 minutes, so its windows tile the time line).
+    series = [
+        {"series": f'voice_cost_usd_total{{{LABELS},provider="openai",component="llm",model="m"}}', "values": "0+0.6x120"},
+        {"series": f'voice_cost_usd_total{{{LABELS},provider="cartesia",component="tts",model="m"}}', "values": "0+0.3x120"},
+    ]  # fmt: skip
+    five_minutes = {"__interval": "5m", "__interval_ms": "300000", "provider": "openai"}
+    # Read at 122 min, off the 5-minute grid, as a live group's evaluations are (Prometheus
+    # offsets each group's schedule). Prometheus 3's range selectors leave out their start
+    # (2.x counted a window ending exactly on it too), so either way each window counts once.
+    run_promtool(
+        tmp_path,
+        series,
+        [
+            # The last hour: 12 windows of $4.50.
+            one_value(panel_expr("voiceobs-cost", "Spend in time range"), "122m", 54.0),
+            one_value(
+                panel_expr("voiceobs-cost", "Spend by provider (time range)", provider="openai"),
+                "122m",
+                36.0,
+                '{provider="openai"}',
+            ),
+            # Per minute, from the one window in a 5-minute point (the LLM's provider).
+            one_value(
+                panel_expr("voiceobs-cost", "Spend per minute by component", **five_minutes),
+                "122m",
+                0.6,
+                '{component="llm"}',
+            ),
+        ],
+        evaluation_interval="5m",
+    )

@@ -18,6 +18,7 @@ if str(REPO) not in sys.path:
 from stack import build, control  # noqa: E402
 from stack.settings import StackError, StackSettings, load  # noqa: E402
 from tests.stack.api_support import api_demo  # noqa: E402, F401  (one demo for the API's tests)
+from tests.stack.rule_files import edited_rules, every_group_at_the_global_interval  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +56,14 @@ def stack(stack_settings: StackSettings) -> Iterator[StackSettings]:
         pytest.fail(f"stack-up failed: {exc}", pytrace=False)
     yield stack_settings
     control.down(stack_settings)
+
+
+@pytest.fixture(scope="module")
+def rules_at_stack_interval(stack: StackSettings) -> Iterator[None]:
+    """Every rule group evaluated at the stack's interval for this module's tests, the
+    5-minute group included (see rule_files.every_group_at_the_global_interval)."""
+    with edited_rules(stack, "rules-stack-interval", every_group_at_the_global_interval):
+        yield
 
 
 FIGURES = pytest.StashKey[list[str]]()

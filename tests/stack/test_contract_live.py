@@ -167,13 +167,15 @@ def test_the_selector_parser_sees_what_the_bug_hid() -> None:
 
 
 @pytest.fixture(scope="module")
-def ci_demo(stack: StackSettings, tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+def ci_demo(
+    stack: StackSettings, tmp_path_factory: pytest.TempPathFactory, rules_at_stack_interval: None
+) -> DemoRun:
     out = tmp_path_factory.mktemp("contract") / "calls.json"
     return run_demo(stack, SERVICE, out, *CI_DEMO_ARGS)
 
 
 def test_every_series_a_rule_or_panel_selects_has_data_after_the_demo(
-    stack: StackSettings, ci_demo: DemoRun
+    stack: StackSettings, ci_demo: DemoRun, rules_at_stack_interval: None
 ) -> None:
     wanted = referenced_selectors(ci_demo.service)
     assert len(wanted) > 50
@@ -189,8 +191,9 @@ def test_every_series_a_rule_or_panel_selects_has_data_after_the_demo(
                 absent[selector] = sorted(where)
         return absent
 
-    # Recording rules need an evaluation (every 15 s) after the run's last push: a bounded
-    # wait for them, then the list of what is still missing, with where each is used.
+    # Recording rules need an evaluation (every 15 s here, the 5-minute group's included)
+    # after the run's last push: a bounded wait for them, then the list of what is still
+    # missing, with where each is used.
     deadline = time.monotonic() + 90
     absent = missing()
     while absent and time.monotonic() < deadline:
