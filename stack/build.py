@@ -224,20 +224,43 @@ ALERTMANAGER_VERSION = "0.28.1"
 """Alertmanager and amtool: the version of compose.monitoring.yml's image (a test checks)."""
 
 
-def _build_alertmanager(binary: GoBinary, out: Path, log_file: Path) -> None:
-    """alertmanager into ``out``, amtool beside the cached binary (validation, routes)."""
+def _install_server_and_tool(
+    binary: GoBinary,
+    out: Path,
+    log_file: Path,
+    *,
+    module: str,
+    version: str,
+    names: tuple[str, str],
+    tags: str = "",
+) -> None:
+    """``go install`` of ``module``'s server and tool commands (``names``) at ``version``:
+    the server into ``out``, the tool beside the cached binary."""
+    server, tool = names
     gobin = out.parent / "gobin"
-    module = "github.com/prometheus/alertmanager/cmd"
-    log(f"  go install alertmanager, amtool v{binary.version}")
+    log(f"  go install {server}, {tool} v{version}")
     _run(
-        [find_go(), "install", "-trimpath", f"-ldflags={LEAN_LDFLAGS} {binary.recipe}",
-         f"{module}/alertmanager@v{binary.version}", f"{module}/amtool@v{binary.version}"],
+        [find_go(), "install", "-trimpath", *(["-tags", tags] if tags else []),
+         f"-ldflags={LEAN_LDFLAGS} {binary.recipe}",
+         f"{module}/{server}@v{version}", f"{module}/{tool}@v{version}"],
         cwd=REPO_ROOT,
         env=_go_env({"GOBIN": str(gobin)}),
         log_file=log_file,
     )  # fmt: skip
-    (gobin / "amtool").replace(binary.path.with_name("amtool"))
-    (gobin / "alertmanager").replace(out)
+    (gobin / tool).replace(binary.path.with_name(tool))
+    (gobin / server).replace(out)
+
+
+def _build_alertmanager(binary: GoBinary, out: Path, log_file: Path) -> None:
+    """alertmanager into ``out``, amtool beside the cached binary (validation, routes)."""
+    _install_server_and_tool(
+        binary,
+        out,
+        log_file,
+        module="github.com/prometheus/alertmanager/cmd",
+        version=binary.version,
+        names=("alertmanager", "amtool"),
+    )
 
 
 # --- Prometheus and promtool (go install) -----------------------------------
@@ -254,20 +277,15 @@ def prometheus_module_version(version: str) -> str:
 
 def _build_prometheus(binary: GoBinary, out: Path, log_file: Path) -> None:
     """prometheus into ``out``, promtool beside the cached binary (config and rule tests)."""
-    gobin = out.parent / "gobin"
-    module = "github.com/prometheus/prometheus/cmd"
-    version = prometheus_module_version(binary.version)
-    log(f"  go install prometheus, promtool v{version}")
-    _run(
-        [find_go(), "install", "-trimpath", "-tags", "netgo,remove_all_sd",
-         f"-ldflags={LEAN_LDFLAGS} {binary.recipe}",
-         f"{module}/prometheus@v{version}", f"{module}/promtool@v{version}"],
-        cwd=REPO_ROOT,
-        env=_go_env({"GOBIN": str(gobin)}),
-        log_file=log_file,
-    )  # fmt: skip
-    (gobin / "promtool").replace(binary.path.with_name("promtool"))
-    (gobin / "prometheus").replace(out)
+    _install_server_and_tool(
+        binary,
+        out,
+        log_file,
+        module="github.com/prometheus/prometheus/cmd",
+        version=prometheus_module_version(binary.version),
+        names=("prometheus", "promtool"),
+        tags="netgo,remove_all_sd",
+    )
 
 
 def promtool() -> Path:
