@@ -65,16 +65,24 @@ def series(tenant: str) -> tuple[str, frozenset[Any]]:
     return ("voice_turns", frozenset({("tenant", tenant)}))
 
 
+def wire(
+    temporality: AggregationTemporality, interval_ms: float = HOUR_MS
+) -> tuple[RecordingExporter, PromptMetricReader, Counter, MeterProvider]:
+    """A reader pushing to a recording exporter, with a counter of its meter provider."""
+    exporter = RecordingExporter(temporality)
+    reader = PromptMetricReader(
+        exporter, export_interval_millis=interval_ms, export_timeout_millis=5000, prompt_gap_s=GAP_S
+    )
+    provider = MeterProvider(metric_readers=[reader])
+    counter = provider.get_meter("test").create_counter("voice_turns")
+    return exporter, reader, counter, provider
+
+
 @pytest.fixture(params=[AggregationTemporality.CUMULATIVE], ids=["cumulative"])
 def wired(
     request: pytest.FixtureRequest,
 ) -> Iterator[tuple[RecordingExporter, PromptMetricReader, Counter]]:
-    exporter = RecordingExporter(request.param)
-    reader = PromptMetricReader(
-        exporter, export_interval_millis=HOUR_MS, export_timeout_millis=5000, prompt_gap_s=GAP_S
-    )
-    provider = MeterProvider(metric_readers=[reader])
-    counter = provider.get_meter("test").create_counter("voice_turns")
+    exporter, reader, counter, provider = wire(request.param)
     yield exporter, reader, counter
     provider.shutdown()
 
@@ -157,12 +165,8 @@ def test_delta_points_are_pushed_even_when_equal(
 
 
 def test_shutdown_stops_the_prompt_thread_and_pushes_the_rest() -> None:
-    exporter = RecordingExporter(AggregationTemporality.CUMULATIVE)
-    reader = PromptMetricReader(
-        exporter, export_interval_millis=HOUR_MS, export_timeout_millis=5000, prompt_gap_s=GAP_S
-    )
-    provider = MeterProvider(metric_readers=[reader])
-    provider.get_meter("test").create_counter("voice_turns").add(1, {"tenant": "acme"})
+    exporter, _, counter, provider = wire(AggregationTemporality.CUMULATIVE)
+    counter.add(1, {"tenant": "acme"})
     provider.shutdown()
     assert exporter.pushes[-1][1] == {series("acme"): 1}
     assert not any(
@@ -171,12 +175,7 @@ def test_shutdown_stops_the_prompt_thread_and_pushes_the_rest() -> None:
 
 
 def test_every_series_is_pushed_each_interval_without_a_nudge() -> None:
-    exporter = RecordingExporter(AggregationTemporality.CUMULATIVE)
-    reader = PromptMetricReader(
-        exporter, export_interval_millis=200, export_timeout_millis=5000, prompt_gap_s=GAP_S
-    )
-    provider = MeterProvider(metric_readers=[reader])
-    counter = provider.get_meter("test").create_counter("voice_turns")
+    exporter, _, counter, provider = wire(AggregationTemporality.CUMULATIVE, interval_ms=200)
     try:
         counter.add(1, {"tenant": "acme"})
         counter.add(1, {"tenant": "globex"})
