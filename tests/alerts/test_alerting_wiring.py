@@ -24,12 +24,30 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from stack import alertmanager_docker  # noqa: E402
+from stack.build import ALERTMANAGER_VERSION, PROMETHEUS_VERSION  # noqa: E402
 from stack.render import render  # noqa: E402
 from stack.services import services  # noqa: E402
 from stack.settings import load  # noqa: E402
 
 ALERTMANAGER_CONFIG = ROOT / "alertmanager" / "alertmanager.yml"
 PROMETHEUS_TEMPLATE = ROOT / "prometheus" / "prometheus.yml.tmpl"
+
+
+@pytest.mark.parametrize(
+    ("built", "version"),
+    [("prometheus", PROMETHEUS_VERSION), ("alertmanager", ALERTMANAGER_VERSION)],
+)
+def test_the_native_build_is_the_docker_image_version(
+    built: str, version: str, request: pytest.FixtureRequest
+) -> None:
+    """One version for both stacks: rules, tests and config see one engine."""
+    compose = (ROOT / "compose.monitoring.yml").read_text("utf-8")
+    match = re.search(rf"image: prom/{built}:v([0-9.]+)", compose)
+    assert match, f"compose.monitoring.yml pins no prom/{built} image"
+    assert match.group(1) == version
+    binary = request.getfixturevalue(built)
+    result = subprocess.run([binary, "--version"], capture_output=True, text=True)
+    assert f"version {version} " in result.stdout + result.stderr
 
 
 def _compose_service(name: str) -> dict[str, Any]:
