@@ -50,12 +50,18 @@ def api_settings(stack: StackSettings, service: str, **extra: Any) -> ApiSetting
     return ApiSettings(**values)
 
 
-def ratable_pipelines(stack: StackSettings, service: str) -> set[str]:
-    """Pipelines whose turn count rose within the last 5 minutes, computed from the raw
-    series: the ones a rate, and so a percentile, exists for. (A short run can fit a
-    pipeline's turns into the first sample of its series, and a first sample has no rate.)"""
-    query = f'sum by (pipeline) (rate(voice_turn_latency_seconds_count{{job="{service}"}}[5m])) > 0'
-    body = get_json(stack.url("prometheus", "web/API", "/api/v1/query"), query=query)
+def ratable_pipelines(
+    stack: StackSettings, service: str, at: float, window: str = "5m"
+) -> set[str]:
+    """Pipelines whose turn count rose within ``window`` before ``at`` (the instant the
+    answer under test was evaluated as of), computed from the raw series: the ones a rate,
+    and so a percentile, exists for. (A short run can fit a pipeline's turns into the first
+    sample of its series, and a first sample has no rate.)"""
+    count = f'voice_turn_latency_seconds_count{{job="{service}"}}'
+    query = f"sum by (pipeline) (rate({count}[{window}])) > 0"
+    body = get_json(
+        stack.url("prometheus", "web/API", "/api/v1/query"), query=query, time=f"{at:.3f}"
+    )
     return {series["metric"]["pipeline"] for series in body["data"]["result"]}
 
 

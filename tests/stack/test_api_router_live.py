@@ -52,7 +52,8 @@ def test_latency_percentiles_per_pipeline_cover_every_demo_pipeline(
     stack: StackSettings, client: TestClient, run: DemoRun
 ) -> None:
     body = get(client, "/api/dashboard/metrics/latency", window="5m")
-    assert {p["pipeline"] for p in body["pipelines"]} == ratable_pipelines(stack, run.service)
+    ratable = ratable_pipelines(stack, run.service, at=body["evaluated_at"])
+    assert {p["pipeline"] for p in body["pipelines"]} == ratable
     slowest = max(run.latencies)
     for row in body["pipelines"]:
         turn = row["turn"]
@@ -69,7 +70,10 @@ def test_overview_reads_the_recording_rules_and_the_run_s_calls(
     assert {p["pipeline"] for p in body["pipelines"]} <= {c["pipeline"] for c in run.calls}
     recorded = {p["pipeline"] for p in body["pipelines"] if p["turn_latency"]["p95"]}
     # The recording rules' per-pipeline quantiles: only pipelines with a turn rate have one.
-    assert recorded and recorded <= ratable_pipelines(stack, run.service)
+    # The rules' last evaluation, read as of generated_at, ran up to one evaluation interval
+    # (15 s) before it: its 5-minute window lies inside the 5.5 minutes before generated_at.
+    ratable = ratable_pipelines(stack, run.service, at=body["generated_at"], window="330s")
+    assert recorded and recorded <= ratable
     assert body["calls_per_minute"] > 0
     assert body["success_rate"] is not None and 0 <= body["success_rate"] <= 1
     assert body["cost_per_minute_usd"] > 0

@@ -79,11 +79,10 @@ class Backends:
 
     # Prometheus ---------------------------------------------------------------------------
 
-    async def instant(self, query: str, at: float | None = None) -> list[dict[str, Any]]:
-        """An instant PromQL query's result vector."""
-        params = {"query": query}
-        if at is not None:
-            params["time"] = f"{at:.3f}"
+    async def instant(self, query: str, at: float) -> list[dict[str, Any]]:
+        """An instant PromQL query's result vector as of ``at`` (Unix seconds). A report
+        evaluates all its queries at one instant, so its figures agree with each other."""
+        params = {"query": query, "time": f"{at:.3f}"}
         body = await self._get("prometheus", "/api/v1/query", params)
         return list(body["data"]["result"])
 

@@ -12,6 +12,7 @@ import asyncio
 import math
 import time
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Literal
 
 from voiceobs import semconv as sc
@@ -58,15 +59,16 @@ def _scalar(result: list[dict[str, Any]]) -> float | None:
 
 
 async def _quantiles_by(
-    backends: Backends, histogram: str, scope: Scope, window: str, by: str
+    backends: Backends, histogram: str, scope: Scope, window: str, by: str, at: float
 ) -> dict[str, m.Percentiles]:
-    """P50/P95/P99 of ``histogram`` over ``window`` per ``by`` label, from its buckets."""
+    """P50/P95/P99 of ``histogram`` over ``window`` per ``by`` label, from its buckets, as
+    of ``at``."""
     bucket = scope.sel(f"{histogram}_bucket")
     queries = {
         name: f"histogram_quantile({q}, sum by ({by}, le) (rate({bucket}[{window}])))"
         for name, q in QUANTILES.items()
     }
-    results = await asyncio.gather(*(backends.instant(query) for query in queries.values()))
+    results = await asyncio.gather(*(backends.instant(query, at) for query in queries.values()))
     out: dict[str, dict[str, float]] = {}
     for name, result in zip(queries, results, strict=True):
         for key, value in _by(result, by).items():
@@ -75,11 +77,13 @@ async def _quantiles_by(
 
 
 async def latency(backends: Backends, scope: Scope, window: str) -> m.LatencyReport:
-    """Turn latency and its parts, P50/P95/P99 per pipeline over ``window``."""
+    """Turn latency and its parts, P50/P95/P99 per pipeline over ``window``, all as of one
+    instant: a pipeline whose last turn is leaving the window is in every part or in none."""
+    at = time.time()
     parts = {"turn": sc.TURN_LATENCY_METRIC.prometheus, **STAGE_METRICS}
     results = await asyncio.gather(
         *(
-            _quantiles_by(backends, metric, scope, window, sc.L_PIPELINE)
+            _quantiles_by(backends, metric, scope, window, sc.L_PIPELINE, at)
             for metric in parts.values()
         )
     )
@@ -95,7 +99,9 @@ async def latency(backends: Backends, scope: Scope, window: str) -> m.LatencyRep
         m.PipelineLatency(pipeline=p, **{part: per_part[part].get(p, empty) for part in parts})
         for p in pipelines
     ]
-    return m.LatencyReport(window=window, tenant=scope.tenant, pipelines=rows, missing=missing)
+    return m.LatencyReport(
+        window=window, evaluated_at=at, tenant=scope.tenant, pipelines=rows, missing=missing
+    )
 
 
 def _month_bounds(now: datetime, months: int) -> list[tuple[str, float, float]]:
@@ -127,14 +133,13 @@ async def cost(backends: Backends, scope: Scope, window: str, months: int) -> m.
         f" / (sum(increase({call_seconds}[{window}])) / 60 > 0)",
     ]
     now = datetime.now(UTC)
+    instant = partial(backends.instant, at=now.timestamp())
     month_queries = []
     for name, start, end in _month_bounds(now, months):
         span_s = max(int(end - start), 60)
         query = f"sum(increase({scope.sel(sc.COST.prometheus)}[{span_s}s]))"
         month_queries.append((name, backends.instant(query, at=end)))
-    answers = await asyncio.gather(
-        *(backends.instant(q) for q in queries), *(q for _, q in month_queries)
-    )
+    answers = await asyncio.gather(*(instant(q) for q in queries), *(q for _, q in month_queries))
     total, by_tenant, by_component, by_provider, per_call, per_minute = answers[:6]
     by_month = [
         m.MonthCost(month=name, usd=_scalar(result) or 0.0)
@@ -166,9 +171,10 @@ async def calls(backends: Backends, scope: Scope, window: str) -> m.CallsReport:
     ended = f"increase({scope.sel(sc.CALLS.prometheus)}[{window}])"
     failed_calls = scope.sel(sc.CALLS.prometheus, 'status="failed"')
     failed = f"increase({failed_calls}[{window}])"
+    instant = partial(backends.instant, at=time.time())
     by_status, reasons = await asyncio.gather(
-        backends.instant(f"sum by ({sc.L_STATUS}) ({ended})"),
-        backends.instant(f"sum by ({sc.L_FAILURE_REASON}) ({failed})"),
+        instant(f"sum by ({sc.L_STATUS}) ({ended})"),
+        instant(f"sum by ({sc.L_FAILURE_REASON}) ({failed})"),
     )
     statuses = _by(by_status, sc.L_STATUS)
     total = sum(statuses.values())
@@ -220,14 +226,15 @@ def _provider_key(series: dict[str, Any]) -> tuple[str, str]:
 async def _machinery(
     backends: Backends, scope: Scope
 ) -> tuple[list[m.WorkerHealth], list[m.ProviderHealth]]:
+    instant = partial(backends.instant, at=time.time())
     memory, ratio, cpu, active, rate, errors, circuit = await asyncio.gather(
-        backends.instant(f"sum by (instance) ({scope.sel('process_memory_usage_bytes')})"),
-        backends.instant(scope.sel("job_instance:process_memory_usage_bytes:ratio_limit")),
-        backends.instant(f"avg by (instance) ({scope.sel('process_cpu_utilization_ratio')})"),
-        backends.instant(f"sum by (instance) ({scope.sel(sc.CALLS_ACTIVE.prometheus)})"),
-        backends.instant("provider_component:voice_provider_requests:rate2m"),
-        backends.instant("provider_component:voice_provider_requests:error_ratio_rate5m"),
-        backends.instant(
+        instant(f"sum by (instance) ({scope.sel('process_memory_usage_bytes')})"),
+        instant(scope.sel("job_instance:process_memory_usage_bytes:ratio_limit")),
+        instant(f"avg by (instance) ({scope.sel('process_cpu_utilization_ratio')})"),
+        instant(f"sum by (instance) ({scope.sel(sc.CALLS_ACTIVE.prometheus)})"),
+        instant("provider_component:voice_provider_requests:rate2m"),
+        instant("provider_component:voice_provider_requests:error_ratio_rate5m"),
+        instant(
             f"max by (provider) ({scope.sel(sc.CIRCUIT_STATE.prometheus, tenant_label=False)})"
         ),
     )
@@ -269,24 +276,26 @@ async def overview(backends: Backends, scope: Scope) -> m.DashboardMetrics:
     active = scope.sel(sc.CALLS_ACTIVE.prometheus)
     # The recording rules' turn-latency quantiles: per pipeline when unscoped, per tenant and
     # pipeline (the caller's tenant) when scoped.
+    at = time.time()
+    instant = partial(backends.instant, at=at)
     level = "job_pipeline" if scope.tenant is None else "job_tenant_pipeline"
     rule_quantiles = [
-        backends.instant(scope.sel(f"{level}:voice_turn_latency_seconds:{name}_rate5m"))
+        instant(scope.sel(f"{level}:voice_turn_latency_seconds:{name}_rate5m"))
         for name in QUANTILES
     ]
     answers: list[Any] = await asyncio.gather(
-        backends.instant(f"sum by (pipeline) ({active})"),
-        backends.instant(f"sum by (pipeline) (rate({calls_total}[5m])) * 60"),
-        backends.instant(f"sum by (pipeline) (rate({failed}[5m]))"
+        instant(f"sum by (pipeline) ({active})"),
+        instant(f"sum by (pipeline) (rate({calls_total}[5m])) * 60"),
+        instant(f"sum by (pipeline) (rate({failed}[5m]))"
                          f" / (sum by (pipeline) (rate({calls_total}[5m])) > 0)"),
-        backends.instant(f"sum(rate({served}[5m])) / (sum(rate({calls_total}[5m])) > 0)"),
-        backends.instant(f"sum(rate({failed}[5m])) / (sum(rate({calls_total}[5m])) > 0)"),
-        backends.instant(f"sum(rate({scope.sel(sc.COST.prometheus)}[5m])) * 60"),
-        backends.instant(
+        instant(f"sum(rate({served}[5m])) / (sum(rate({calls_total}[5m])) > 0)"),
+        instant(f"sum(rate({failed}[5m])) / (sum(rate({calls_total}[5m])) > 0)"),
+        instant(f"sum(rate({scope.sel(sc.COST.prometheus)}[5m])) * 60"),
+        instant(
             f"sum(rate({scope.sel(sc.CALL_COST_METRIC.prometheus + '_sum')}[5m]))"
             f" / (sum(rate({scope.sel(sc.CALL_DURATION.prometheus + '_sum')}[5m])) / 60 > 0)"
         ),
-        _quantiles_by(backends, sc.TURN_LATENCY_METRIC.prometheus, scope, "5m", "job"),
+        _quantiles_by(backends, sc.TURN_LATENCY_METRIC.prometheus, scope, "5m", "job", at),
         *rule_quantiles,
     )  # fmt: skip
     active_by, rate_by, errors_by = (_by(a, sc.L_PIPELINE) for a in answers[:3])
@@ -305,7 +314,7 @@ async def overview(backends: Backends, scope: Scope) -> m.DashboardMetrics:
     if success is None:
         missing.append("success_rate, error_rate: no call ended in the last 5m")
     return m.DashboardMetrics(
-        generated_at=time.time(),
+        generated_at=at,
         tenant=scope.tenant,
         calls_active=sum(active_by.values()),
         calls_per_minute=sum(rate_by.values()),

@@ -30,6 +30,7 @@ class PipelineLatency(BaseModel):
 
 class LatencyReport(BaseModel):
     window: str
+    evaluated_at: float = Field(description="Unix seconds: the instant every query ran as of")
     tenant: str | None
     pipelines: list[PipelineLatency]
     missing: Missing = []
