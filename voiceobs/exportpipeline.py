@@ -6,6 +6,7 @@ materialiser built from settings.
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -236,22 +237,26 @@ def periodic_readers(
     prompt: bool,
 ) -> list[MetricReader]:
     """One reader per exporter pushing every series each interval (``OTEL_METRIC_EXPORT_INTERVAL``
-    wins over ``metric_export_interval_ms``); with ``prompt`` and ``metric_prompt_export_ms``
-    on, each also pushes the series that changed soon after it is nudged
-    (:mod:`voiceobs.promptexport`)."""
+    wins over ``metric_export_interval_ms``). With ``prompt`` (the export process) each is a
+    :class:`~voiceobs.promptexport.PromptMetricReader`: with ``metric_prompt_export_ms`` on it
+    also pushes the series that changed soon after it is nudged, and it always pushes a
+    counter's zero start point before its first point (:mod:`voiceobs.startpoints`)."""
     interval = os.environ.get("OTEL_METRIC_EXPORT_INTERVAL")
     interval_ms = float(interval) if interval else settings.metric_export_interval_ms
     timeout_ms = settings.export_timeout_s * 1000
     readers: list[MetricReader] = []
     for exporter in exporters:
         guarded = GuardedMetricExporter(exporter, count_failure)
-        if prompt and settings.metric_prompt_export_ms:
+        if prompt:
+            prompt_ms = settings.metric_prompt_export_ms
             readers.append(
                 PromptMetricReader(
                     guarded,
                     export_interval_millis=interval_ms,
                     export_timeout_millis=timeout_ms,
-                    prompt_gap_s=settings.metric_prompt_export_ms / 1000,
+                    prompt_gap_s=prompt_ms / 1000 if prompt_ms else math.inf,
+                    # Its counters and histograms are all synchronous (voiceobs.startpoints).
+                    zero_start_scopes=(INSTRUMENTATION_SCOPE,),
                 )
             )
         else:

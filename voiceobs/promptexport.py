@@ -13,15 +13,19 @@ Only cumulative points are left out when unchanged: Prometheus keeps a series' l
 for five minutes, far longer than the full push's interval, so nothing reads older. Delta
 points (``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta``) are always pushed: two
 equal deltas are two increments.
+
+Before a counter or histogram of ``zero_start_scopes`` is pushed for the first time, its
+zero start point goes (:mod:`voiceobs.startpoints`), so that its first increment counts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Collection, Hashable
 from typing import Any
 
 from opentelemetry.sdk.metrics import MetricsTimeoutError
@@ -31,6 +35,8 @@ from opentelemetry.sdk.metrics.export import (
     MetricReader,
     MetricsData,
 )
+
+from voiceobs.startpoints import zero_start_points
 
 _log = logging.getLogger(__name__)
 
@@ -54,7 +60,8 @@ def _attributes(point: Any) -> frozenset[tuple[str, Any]]:
 
 class PromptMetricReader(MetricReader):
     """Every series every ``export_interval_millis``; after a :meth:`nudge`, the series that
-    changed, ``prompt_gap_s`` after the previous push at the soonest. One thread collects
+    changed, ``prompt_gap_s`` after the previous push at the soonest (never when it is
+    ``math.inf``: the zero start points are all it adds then). One thread collects
     and pushes, and a flush waits for it, so a series' samples leave in time order
     (Prometheus refuses an older sample after a newer one)."""
 
@@ -65,6 +72,7 @@ class PromptMetricReader(MetricReader):
         export_interval_millis: float,
         export_timeout_millis: float,
         prompt_gap_s: float,
+        zero_start_scopes: Collection[str] = (),
     ) -> None:
         super().__init__(
             preferred_temporality=exporter._preferred_temporality,
@@ -74,6 +82,7 @@ class PromptMetricReader(MetricReader):
         self._interval_s = export_interval_millis / 1000
         self._timeout_millis = export_timeout_millis
         self._prompt_gap_s = prompt_gap_s
+        self._zero_start_scopes = frozenset(zero_start_scopes)
         self._pushed: dict[_PointKey, Hashable] = {}
         self._pushing = threading.RLock()  # one collection and push at a time
         self._changed_only = False
@@ -88,6 +97,8 @@ class PromptMetricReader(MetricReader):
 
     def nudge(self) -> None:
         """Something changed: push what moved as soon as the gap since the last push allows."""
+        if self._prompt_gap_s == math.inf:
+            return
         self._nudged = True
         self._wake.set()
 
@@ -124,14 +135,16 @@ class PromptMetricReader(MetricReader):
     ) -> None:
         with self._pushing:
             data = self._changed(metrics_data) if self._changed_only else metrics_data
+            starts = zero_start_points(metrics_data, self._zero_start_scopes, self._is_new)
             self._remember(metrics_data)
             self._last_push = time.monotonic()
-            if data is None:
-                return
-            try:
-                self._exporter.export(data, timeout_millis=timeout_millis)
-            except Exception:  # the exporter counts its failures; this one raised instead
-                _log.exception("voiceobs: exporting metrics failed")
+            for batch in (starts, data):  # a series' start before its first point
+                if batch is None:
+                    continue
+                try:
+                    self._exporter.export(batch, timeout_millis=timeout_millis)
+                except Exception:  # the exporter counts its failures; this one raised instead
+                    _log.exception("voiceobs: exporting metrics failed")
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         with self._pushing:
@@ -146,6 +159,9 @@ class PromptMetricReader(MetricReader):
         self._wake.set()
         self._thread.join(timeout=timeout_millis / 1000)
         self._exporter.shutdown(timeout_millis=max(0.0, deadline - time.monotonic()) * 1000)
+
+    def _is_new(self, scope: str, metric: str, point: Any) -> bool:
+        return (scope, metric, _attributes(point)) not in self._pushed
 
     def _remember(self, metrics_data: MetricsData) -> None:
         for resource_metrics in metrics_data.resource_metrics:

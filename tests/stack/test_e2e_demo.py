@@ -191,6 +191,25 @@ def test_turn_latency_histogram_counts_every_turn(stack: StackSettings, demo: De
     assert poll("histogram count = turns simulated", counted) == len(demo.latencies)
 
 
+def test_the_first_call_of_each_series_counts_in_its_increase(
+    stack: StackSettings, demo: DemoRun
+) -> None:
+    """Each counter series begins with a zero sample at its start time, so what it rose by
+    over the run counts every ended call, the first of each status and failure reason too
+    (without the zero, a series' first sample is already 1 and that call is lost to
+    increase() and rate())."""
+    window = f"{int(time.time() - demo.started) + 60}s"
+    calls = f'voice_calls_total{{job="{demo.service}"}}'
+    query = f"sum(max_over_time({calls}[{window}]) - min_over_time({calls}[{window}]))"
+
+    def counted() -> float | None:
+        result = prom(stack, "/api/v1/query", query=query)["result"]
+        value = float(result[0]["value"][1]) if result else 0.0
+        return value if value == len(demo.calls) else None
+
+    assert poll("rise of voice_calls_total over the run = calls ended", counted) == len(demo.calls)
+
+
 def test_every_exemplar_opens_a_turn_span_of_its_call(stack: StackSettings, demo: DemoRun) -> None:
     def exemplars() -> list[dict[str, Any]]:
         data = prom(
