@@ -18,7 +18,7 @@ from typing import Any, Literal
 from voiceobs import semconv as sc
 from voiceobs.api import models as m
 from voiceobs.api.backends import Backends, BackendUnavailable
-from voiceobs.api.queries import Scope
+from voiceobs.api.queries import Scope, counted
 
 QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
 STAGE_METRICS = {
@@ -119,7 +119,7 @@ def _month_bounds(now: datetime, months: int) -> list[tuple[str, float, float]]:
 
 async def cost(backends: Backends, scope: Scope, window: str, months: int) -> m.CostReport:
     """Spend over ``window`` per tenant, component and provider; per call; per month."""
-    spent = f"increase({scope.sel(sc.COST.prometheus)}[{window}])"
+    spent = counted(scope.sel(sc.COST.prometheus), window)
     call_cost = scope.sel(sc.CALL_COST_METRIC.prometheus + "_sum")
     call_count = scope.sel(sc.CALL_COST_METRIC.prometheus + "_count")
     call_seconds = scope.sel(sc.CALL_DURATION.prometheus + "_sum")
@@ -128,16 +128,15 @@ async def cost(backends: Backends, scope: Scope, window: str, months: int) -> m.
         f"sum by ({sc.L_TENANT}) ({spent})",
         f"sum by ({sc.L_COMPONENT}) ({spent})",
         f"sum by ({sc.L_PROVIDER}) ({spent})",
-        f"sum(increase({call_cost}[{window}])) / (sum(increase({call_count}[{window}])) > 0)",
-        f"sum(increase({call_cost}[{window}]))"
-        f" / (sum(increase({call_seconds}[{window}])) / 60 > 0)",
+        f"sum({counted(call_cost, window)}) / (sum({counted(call_count, window)}) > 0)",
+        f"sum({counted(call_cost, window)}) / (sum({counted(call_seconds, window)}) / 60 > 0)",
     ]
     now = datetime.now(UTC)
     instant = partial(backends.instant, at=now.timestamp())
     month_queries = []
     for name, start, end in _month_bounds(now, months):
         span_s = max(int(end - start), 60)
-        query = f"sum(increase({scope.sel(sc.COST.prometheus)}[{span_s}s]))"
+        query = f"sum({counted(scope.sel(sc.COST.prometheus), f'{span_s}s')})"
         month_queries.append((name, backends.instant(query, at=end)))
     answers = await asyncio.gather(*(instant(q) for q in queries), *(q for _, q in month_queries))
     total, by_tenant, by_component, by_provider, per_call, per_minute = answers[:6]
@@ -168,9 +167,9 @@ async def cost(backends: Backends, scope: Scope, window: str, months: int) -> m.
 
 async def calls(backends: Backends, scope: Scope, window: str) -> m.CallsReport:
     """Calls ended over ``window``: total, per status, success rate, failure reasons."""
-    ended = f"increase({scope.sel(sc.CALLS.prometheus)}[{window}])"
+    ended = counted(scope.sel(sc.CALLS.prometheus), window)
     failed_calls = scope.sel(sc.CALLS.prometheus, 'status="failed"')
-    failed = f"increase({failed_calls}[{window}])"
+    failed = counted(failed_calls, window)
     instant = partial(backends.instant, at=time.time())
     by_status, reasons = await asyncio.gather(
         instant(f"sum by ({sc.L_STATUS}) ({ended})"),
@@ -341,7 +340,7 @@ async def call_volume(backends: Backends, scope: Scope, hours: int) -> m.CallVol
     """Calls ended per step (60 steps) over the last ``hours``, one series per status."""
     step_s = max(60, hours * 3600 // 60)
     end = time.time()
-    query = f"sum by (status) (increase({scope.sel(sc.CALLS.prometheus)}[{step_s}s]))"
+    query = f"sum by (status) ({counted(scope.sel(sc.CALLS.prometheus), f'{step_s}s')})"
     result = await backends.range(query, end - hours * 3600, end, step_s)
     series = [
         m.VolumeSeries(

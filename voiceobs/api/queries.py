@@ -31,6 +31,17 @@ def window_seconds(window: str) -> int:
     return seconds
 
 
+def counted(selector: str, window: str) -> str:
+    """How much the counters of ``selector`` rose over ``window``, exactly.
+
+    ``increase`` extrapolates to the window's edges, so five calls of a series that began
+    inside the window read as 5.8. The ``anchored`` modifier (stable since Prometheus 3.16)
+    takes the last sample at or before the window's start and the last inside it, with no
+    extrapolation: five calls read as five, and a series' zero start point is its start.
+    """
+    return f"increase({selector}[{window}] anchored)"
+
+
 def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
