@@ -1365,8 +1365,8 @@ def audio() -> sdk.Dashboard:
             [
                 prom(
                     f'1 - sum(increase(voice_call_stream_restarts_bucket{{{PIPE}, le=~"0|0.0"}}'
-                    f"[$__range])) / sum(increase(voice_call_stream_restarts_count{{{PIPE}}}"
-                    "[$__range]))",
+                    f"[$__range] anchored)) / sum(increase("
+                    f"voice_call_stream_restarts_count{{{PIPE}}}[$__range] anchored))",
                     "restarted",
                 )
             ],
@@ -1381,7 +1381,7 @@ def audio() -> sdk.Dashboard:
             [
                 prom(
                     f'sum(increase(voice_stream_restarts_total{{{PIPE}, provider=~"$provider"}}'
-                    "[$__range]))",
+                    "[$__range] anchored))",
                     "restarts",
                 )
             ],
@@ -1989,7 +1989,7 @@ def _trend(expr_now: str, expr_then: str) -> list[Target]:
 def executive() -> sdk.Dashboard:
     calls = f"voice_calls_total{{{TP}}}"
     ok = f'voice_calls_total{{{TP}, status=~"completed|transferred"}}'
-    success = f"sum(increase({ok}[1d])) / sum(increase({calls}[1d]))"
+    success = f"sum(increase({ok}[1d] anchored)) / sum(increase({calls}[1d] anchored))"
     p95 = (
         "histogram_quantile(0.95, sum by (le) "
         f"(rate(voice_turn_latency_seconds_bucket{{{TP}}}[1h]{{off}})))"
@@ -2000,7 +2000,7 @@ def executive() -> sdk.Dashboard:
         "[1d]{off})) / sum(rate(http_server_request_duration_seconds_count"
         f"{{{SVC}}}[1d]{{off}}))"
     )
-    spend = f"sum(increase(voice_cost_usd_total{{{TP}}}[1d]{{off}}))"
+    spend = f"sum(increase(voice_cost_usd_total{{{TP}}}[1d]{{off}} anchored))"
 
     def at(expr: str, offset: str) -> str:
         return expr.replace("{off}", offset)
@@ -2060,7 +2060,10 @@ def executive() -> sdk.Dashboard:
         stat(
             "Calls (24h)",
             "Calls ended over the last 24 hours, now and 7 days ago.",
-            _trend(f"sum(increase({calls}[1d]))", f"sum(increase({calls}[1d] offset 7d))"),
+            _trend(
+                f"sum(increase({calls}[1d] anchored))",
+                f"sum(increase({calls}[1d] offset 7d anchored))",
+            ),
             "short",
             decimals=0,
         ),

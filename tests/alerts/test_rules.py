@@ -71,7 +71,7 @@ EXTRA_LABELS = {
 
 PROMQL_WORDS = {
     "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right",
-    "bool", "offset", "inf", "nan",
+    "bool", "offset", "anchored", "smoothed", "inf", "nan",
 }  # fmt: skip
 
 

@@ -101,8 +101,8 @@ _VAR_REF = re.compile(r"\$\{([A-Za-z_]\w*)|\$([A-Za-z_]\w*)|\[\[([A-Za-z_]\w*)")
 _PROMQL_WORDS = {
     "sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk", "bottomk", "quantile",
     "count_values", "group", "limitk", "limit_ratio", "by", "without", "on", "ignoring",
-    "group_left", "group_right", "and", "or", "unless", "bool", "offset", "atan2", "inf",
-    "nan",
+    "group_left", "group_right", "and", "or", "unless", "bool", "offset", "anchored", "atan2",
+    "inf", "nan",
 }  # fmt: skip
 
 
