@@ -42,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -54,6 +53,7 @@ from typing import Any
 from bench.engine_load import REPO_ROOT, clean_env
 from bench.figures import Figure, Goal
 from bench.otlp_sink import DiscardingSink
+from stack.control import free_port
 
 TURNS = 200
 WINDOW = 25
@@ -62,9 +62,7 @@ MODES = ("voiceobs", "pipecat")
 
 def _dead_endpoint() -> str:
     """A loopback port nothing listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 async def _record(

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -33,6 +32,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from bench.figures import Figure, Goal
 from stack.build import go_binaries
+from stack.control import free_port
 from voiceobs.settings import VoiceobsSettings
 from voiceobs.setup import build_resource
 
@@ -43,12 +43,6 @@ SERVICE = "voice-engine"
 
 class LokiBenchError(RuntimeError):
     """A private Loki did not start or did not take the logs."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def defaults_config() -> str:
@@ -72,7 +66,7 @@ class PrivateLoki:
         self.dir = Path(tempfile.mkdtemp(prefix="voiceobs-loki-"))
         self.config = self.dir / "config.yaml"
         self.config.write_text(config_text)
-        self.port = _free_port()
+        self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -83,7 +77,7 @@ class PrivateLoki:
         env = dict(
             os.environ,
             LOKI_HTTP_PORT=str(self.port),
-            LOKI_GRPC_PORT=str(_free_port()),
+            LOKI_GRPC_PORT=str(free_port()),
             LOKI_DATA_DIR=str(self.dir / "data"),
         )
         binary = go_binaries()["loki"].build()

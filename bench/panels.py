@@ -36,7 +36,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,7 @@ from typing import Any
 
 from bench.figures import Figure, Goal
 from stack.build import go_binaries
+from stack.control import free_port
 from stack.settings import StackError
 from voiceobs import semconv
 
@@ -322,12 +322,6 @@ def write_openmetrics(path: Path, series: list[Series], size: Size, end: float) 
 # --- Prometheus --------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _binary(name: str) -> str:
     """prometheus or promtool of the native stack's build (built on first use)."""
     try:
@@ -351,7 +345,7 @@ class BackfilledPrometheus:
         kept = os.environ.get(KEEP_ENV)
         self.keep = kept is not None
         self.dir = Path(kept) if kept else Path(tempfile.mkdtemp(prefix="voiceobs-panels-"))
-        self.port = _free_port()
+        self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.series = 0
         self.samples = 0

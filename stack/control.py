@@ -198,6 +198,13 @@ def process_info(settings: StackSettings) -> dict[str, dict[str, Any]]:
         return {}
 
 
+def free_port() -> int:
+    """A loopback TCP port nothing listens on now (another process may take it before use)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def check_ports(settings: StackSettings) -> None:
     """Fail, naming port and service, if any listener's address is taken."""
     taken: list[str] = []

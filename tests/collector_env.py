@@ -26,12 +26,6 @@ process on the machine may take any free port between the choice and the bind, s
 ``start_private_collector`` starts it again on new ports when its log says this."""
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def free_ports(count: int) -> list[int]:
     """``count`` distinct free loopback ports: all are held while they are chosen, so the
     kernel cannot hand out one twice."""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import itertools
-import socket
 
 import pytest
 from fastapi.testclient import TestClient
 
+from stack.control import free_port
 from tests.conftest import Telemetry, make_telemetry
 from voiceobs import semconv as sc
 from voiceobs.cli import main
@@ -81,19 +81,13 @@ def test_simulation_is_reproducible_from_its_seed() -> None:
     assert latencies() == pytest.approx(latencies(), abs=1e-6)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_demo_runs_happily_when_no_collector_listens(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("OTEL_SERVICE_NAME", "voiceobs-demo-test")
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{free_port()}")
     options = SimOptions(calls=12, duration_s=30, rate=50, concurrency=6, seed=5)
-    report = run_demo(options, port=_free_port(), speed=200)
+    report = run_demo(options, port=free_port(), speed=200)
     assert len(report.calls) == 12
     assert report.turns >= 12 * 2 - sum(c.status == "failed" for c in report.calls) * 2
     assert {c.pipeline for c in report.calls} >= {"support-en", "sales-premium"}
@@ -123,9 +117,9 @@ def test_cli_demo_fails_when_its_telemetry_reaches_no_collector(
 ) -> None:
     """``make demo`` must stop when the demo fed nothing to the stack it just started."""
     monkeypatch.setenv("OTEL_SERVICE_NAME", "voiceobs-demo-test")
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("VOICEOBS_SHUTDOWN_TIMEOUT_S", "1")
-    argv = ["demo", "--calls", "2", "--rate", "50", "--speed", "200", "--port", str(_free_port())]
+    argv = ["demo", "--calls", "2", "--rate", "50", "--speed", "200", "--port", str(free_port())]
     assert main(argv) == 1
     assert "telemetry did not reach the collector" in capsys.readouterr().err
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from collections.abc import Sequence
 
@@ -13,16 +12,11 @@ from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from stack.control import free_port
 from tests.conftest import make_telemetry
 from voiceobs import Exporters, VoiceobsSettings, get_instrumentation, setup_instrumentation
 from voiceobs import semconv as sc
 from voiceobs.setup import build_resource
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_second_setup_returns_the_same_instrumentation_and_instruments_once() -> None:
@@ -54,7 +48,7 @@ def test_shutdown_reports_undelivered_telemetry_when_no_collector_listens(
 ) -> None:
     """Nothing listens: shutdown says so with False instead of raising. How long it takes
     against its deadline is a figure of ``make bench`` (no wall-clock limit in a test)."""
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{free_port()}")
     obs = setup_instrumentation(
         settings=VoiceobsSettings.load(shutdown_timeout_s=1), set_global=False
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.server
 import json
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,8 @@ from typing import Any, ClassVar
 
 import pytest
 import yaml
+
+from stack.control import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -146,12 +147,6 @@ class _Capture(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait(predicate: Any, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -185,7 +180,7 @@ def live_alertmanager(tmp_path: Path, alertmanager: Path) -> Iterator[str]:
         (tmp_path / "secrets" / name).write_text("test-secret")
     (tmp_path / "am.yml").write_text(yaml.safe_dump(config))
 
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [alertmanager, f"--config.file={tmp_path / 'am.yml'}", f"--storage.path={tmp_path / 'data'}",
          f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url={ALERTMANAGER_URL}",
@@ -351,11 +346,11 @@ def live_prometheus(live_alertmanager: str, tmp_path: Path, prometheus: Path) ->
         "rule_files": ["rules/*.yml"],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [am]}]}]},
         "scrape_configs": [
-            {"job_name": "engine", "static_configs": [{"targets": [f"127.0.0.1:{_free_port()}"]}]}
+            {"job_name": "engine", "static_configs": [{"targets": [f"127.0.0.1:{free_port()}"]}]}
         ],
     }
     (tmp_path / "prom" / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "prometheus.log"
     proc = subprocess.Popen(
         [str(prometheus), f"--config.file={tmp_path / 'prom' / 'prometheus.yml'}",

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from stack.control import free_port
 from stack.settings import StackSettings
 from tests.stack.api_support import (
     ACME_KEY,
@@ -21,7 +22,7 @@ from tests.stack.api_support import (
     api_settings,
     ratable_pipelines,
 )
-from tests.stack.test_e2e_demo import DemoRun, _free_port, jaeger_traces_of_call, tags
+from tests.stack.test_e2e_demo import DemoRun, jaeger_traces_of_call, tags
 from voiceobs.api import create_app
 
 pytestmark = pytest.mark.stack
@@ -256,7 +257,7 @@ def test_another_tenant_s_call_and_trace_are_not_found(client: TestClient, run: 
 def test_loki_down_gives_the_call_without_logs_and_says_so(
     stack: StackSettings, run: DemoRun
 ) -> None:
-    settings = api_settings(stack, run.service, loki_url=f"http://127.0.0.1:{_free_port()}")
+    settings = api_settings(stack, run.service, loki_url=f"http://127.0.0.1:{free_port()}")
     call = run.calls[0]
     with TestClient(create_app(settings)) as client:
         body = get(client, f"/api/dashboard/calls/{call['call_id']}")

@@ -21,7 +21,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from stack import build, exposure
-from tests.collector_env import free_port, start_private_collector
+from stack.control import free_port
+from tests.collector_env import start_private_collector
 from voiceobs import VoiceobsSettings
 from voiceobs.exportpipeline import otlp_exporter
 

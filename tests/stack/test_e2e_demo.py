@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from typing import Any, ClassVar, TypeVar
 
 import pytest
 
+from stack.control import free_port
 from stack.settings import StackSettings
 from tests.grafana.dashboard_queries import iter_panel_queries
 from tests.grafana.grafana_links import SpanRow, call_logs_link, provisioned, span_logs_link
@@ -67,12 +67,6 @@ def poll(what: str, probe: Callable[[], T | None], timeout_s: float = 90.0) -> T
     pytest.fail(f"{what}: not there after {timeout_s:.0f} s (last: {last!r})")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class DemoRun:
     service: str
@@ -96,7 +90,7 @@ def run_demo(stack: StackSettings, service: str, out: Path, *extra: str) -> Demo
     )
     started = time.time()
     command = [
-        sys.executable, "-m", "voiceobs.cli", "demo", "--port", str(_free_port()),
+        sys.executable, "-m", "voiceobs.cli", "demo", "--port", str(free_port()),
         "--json", str(out), "--prefix", service, *extra,
     ]  # fmt: skip
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
