@@ -581,3 +581,36 @@ def test_an_ended_turn_and_its_stages_need_no_garbage_collection(telemetry: Tele
     telemetry.flush()
     turns = [span for span in telemetry.finished_spans() if span.name == "voice.turn"]
     assert len(turns) == 200
+
+
+def _histogram_quantile(q: float, point: HistogramDataPoint) -> float:
+    """Prometheus' histogram_quantile over one point's classic buckets (linear within one)."""
+    rank = q * point.count
+    below = 0
+    for upper, count, lower in zip(
+        point.explicit_bounds, point.bucket_counts, (0.0, *point.explicit_bounds), strict=False
+    ):
+        if below + count >= rank:
+            return float(lower + (upper - lower) * (rank - below) / count)
+        below += count
+    return float(point.explicit_bounds[-1])  # in +Inf: Prometheus answers the top bound
+
+
+def test_llm_duration_p95_reaches_past_the_stage_buckets_5_s(telemetry: Telemetry) -> None:
+    # 18 answers of 1.2 s, one of 12 s and one of 40 s: the 19th of 20 lies in (10 s, 15 s].
+    # On the stage buckets (top bound 5 s) the same P95 would read 5 s.
+    durations = [1.2] * 18 + [12.0, 40.0]
+    call = telemetry.obs.call("call-long", tenant="acme", pipeline="support", at=T0)
+    for i, duration in enumerate(durations):
+        start = T0 + 100.0 * i
+        turn = call.turn(at=start)
+        llm = turn.llm("openai", "gpt-4o-mini", at=start)
+        llm.first_token(at=start + 0.3)
+        llm.end(at=start + duration)
+        turn.end(at=start + duration + 0.5)
+    call.end(at=T0 + 100.0 * len(durations))
+    telemetry.flush()
+    point = _histogram_point(telemetry, sc.LLM_DURATION.name)
+    assert tuple(point.explicit_bounds) == sc.LLM_DURATION_BUCKETS
+    assert point.count == len(durations)
+    assert _histogram_quantile(0.95, point) == pytest.approx(15.0)
