@@ -376,3 +376,29 @@ def test_records_cross_the_pipe_as_plain_tuples_and_come_back_equal() -> None:
     assert [type(record) for record in back] == [type(record) for record in records]
     assert [type(stage) for stage in back[1].stages] == [StageEnded, StageEnded]
     assert len(set(KINDS)) == len(KINDS)
+
+
+def test_an_engine_that_sends_all_the_time_never_rings_the_shipper(
+    obs: Instrumentation, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transport = _transport(obs)
+    call = obs.call("c-busy")
+    assert obs.force_flush(30)
+    rings = 0
+    ring = processtransport._Bell.ring
+
+    def counting(self: Any) -> None:
+        nonlocal rings
+        if threading.current_thread() is threading.main_thread():
+            rings += 1
+        ring(self)
+
+    monkeypatch.setattr(processtransport._Bell, "ring", counting)
+    for _ in range(100):  # a turn every 10 ms for a second: every interval brings records
+        _turn(call)
+        time.sleep(0.01)
+    assert rings <= 2  # the first turn may find the shipper asleep; a stalled host once more
+    call.end()
+    assert obs.force_flush(30)
+    assert receiver.span_names().count("voice.turn") == 100
+    assert not transport._open
