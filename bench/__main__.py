@@ -46,7 +46,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--short",
         action="store_true",
         help="CI's form (~8 min): 200 calls for 15 s per mode, a 20 s Collector outage, 10 s "
-        "HTTP and Collector runs, 3 hot-path rounds, one round of the framework adapter (~35 s), "
+        "HTTP and Collector runs, 3 hot-path rounds, 3 rounds of the framework adapter (~1 min), "
         "15 turns per freshness run, dashboard panels over a day of metrics",
     )
     parser.add_argument("--calls", help="engine loads, comma-separated (default 50,200,500)")

@@ -282,7 +282,7 @@ def _run(mode: str, turns: int, endpoint: str, dead: bool = False) -> dict[str, 
 
 def measure(short: bool) -> list[Figure]:
     print("[bench] frameworks", flush=True)
-    rounds = 1 if short else 5
+    rounds = 3 if short else 5
     runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
     with DiscardingSink() as sink:
         for _ in range(rounds):  # interleaved, so a noisy neighbour hits every mode alike
