@@ -1,13 +1,12 @@
 """The engine side of the export process: records leave the engine's interpreter.
 
 ``send`` appends to a bounded deque, a few hundred nanoseconds on the engine's thread. A
-shipper thread gathers the records of each :data:`SHIP_INTERVAL_S`, packs and pickles them
-into one frame (:data:`FRAME_RECORDS` at most; a backlog leaves frame after frame) and writes
-it to the export process (:mod:`voiceobs.exportprocess`), which materialises and exports it.
-The shipper adds the jitter buffers' running totals once a second and reports what the deque
-dropped. When an interval brought nothing it sleeps until a record arrives (that record wakes
-it) or the next second, so an engine with nothing to report wakes it once a second, not once
-an interval.
+shipper thread sleeps until a record arrives (the first record of a batch wakes it), gathers
+the records of the next :data:`SHIP_INTERVAL_S`, pickles them into one frame
+(:data:`FRAME_RECORDS` at most; a backlog leaves frame after frame) and writes it to the
+export process (:mod:`voiceobs.exportprocess`), which materialises and exports it. The shipper
+adds the jitter buffers' running totals once a second and reports what the deque dropped; an
+engine with nothing to report wakes it once a second, not once an interval.
 Everything heavy (spans, metric points, OTLP encoding, network retries) happens in the other
 process, so it never holds this process' GIL.
 
@@ -33,17 +32,16 @@ import weakref
 from collections import deque
 from pathlib import Path
 
-from voiceobs.channel import Ack, Batch, ExportConfig, FrameReader, pack, write_frame
+from voiceobs.channel import Ack, Batch, ExportConfig, FrameReader, write_frame
 from voiceobs.records import CallClosed, CallEnded, CallStarted, Dropped, Record
 from voiceobs.transport import Transport
 
 _log = logging.getLogger(__name__)
 
 SHIP_INTERVAL_S = 0.1
-"""How long the records of a frame gather, at most what one waits before it leaves: short
-against the export process's batch delay (500 ms), long against a record. Each frame costs
-the engine a thread wake-up and a pipe write, a few hundred microseconds on a busy host,
-whatever its size."""
+"""How long the first record of a batch waits for the others: short against the export
+process's batch delay (500 ms), long against a record. Each frame costs the engine a thread
+wake-up and a pipe write, a few hundred microseconds on a busy host, whatever its size."""
 FRAME_RECORDS = 1000
 """Most records in one frame: pickling holds the GIL, so a backlog (after the export process
 was slow or restarted) leaves in frames of a millisecond or two each, never in one long stall
@@ -189,23 +187,17 @@ class ProcessTransport(Transport):
                 return
 
     def _wait_for_records(self) -> None:
-        """Let the records of one interval gather; if none came, sleep until one does (or a
-        flush, or the next second: the once-a-second extras) and let the records of one
-        interval gather behind it. A flush or shutdown cuts every wait short. An engine that
-        sends all the time thus wakes the shipper once a frame, with no ring from its own
-        thread."""
-        self._gather()
-        if self._queue or self._flush_requests or self._stopped:
-            return
-        self._asleep = True
-        if not self._queue:  # a record sent before the flag was up finds no one asleep
-            self._bell.wait(self._next_second - time.monotonic())
-        self._asleep = False
-        if self._queue:  # not the next second, a flush or shutdown: gather behind it
-            self._bell.silence()
-            self._gather()
-
-    def _gather(self) -> None:
+        """Sleep until a record, a flush or the next second (the once-a-second extras); after
+        a record, let the records of one interval gather (a flush or shutdown cuts that
+        short)."""
+        if not self._queue and not self._stopped:
+            self._asleep = True
+            if not self._queue:  # a record sent before the flag was up finds no one asleep
+                self._bell.wait(self._next_second - time.monotonic())
+            self._asleep = False
+            if not self._queue:  # the next second, a flush or shutdown: nothing to gather
+                return
+        self._bell.silence()
         if not self._flush_requests and not self._stopped:
             self._bell.wait(SHIP_INTERVAL_S)
 
@@ -223,7 +215,7 @@ class ProcessTransport(Transport):
             seq = self._seq
             try:
                 assert process.stdin is not None
-                write_frame(process.stdin.fileno(), Batch(seq, pack(records), flush))
+                write_frame(process.stdin.fileno(), Batch(seq, records, flush))
             except OSError:  # the pipe broke: the process is gone and never read this frame
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(1.0)
@@ -296,7 +288,7 @@ class ProcessTransport(Transport):
             write_frame(process.stdin.fileno(), self._config)
             if replay:
                 self._seq += 1
-                write_frame(process.stdin.fileno(), Batch(self._seq, pack(replay), False))
+                write_frame(process.stdin.fileno(), Batch(self._seq, replay, False))
         except OSError:  # died at once: the next frame tries again
             self._lost_records += lost
             return None
