@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import gc
 import os
-import socket
 import statistics
 import time
 import tracemalloc
@@ -31,6 +30,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from bench.cpu import children_cpu, children_delta
 from bench.figures import Figure, Goal
+from stack.control import free_port
 from voiceobs import Exporters, VoiceobsSettings, setup_instrumentation
 from voiceobs.semconv import STAGE_LATENCY_BUCKETS, TURN_LATENCY_BUCKETS
 
@@ -204,9 +204,7 @@ def retained_per_call(calls: int = 400, warmup: int = 200) -> float:
 def shutdown_with_dead_collector(timeout_s: float) -> float:
     """Wall seconds ``shutdown()`` takes when nothing listens on the OTLP endpoint, after a
     call, a turn and a log line are waiting to be exported."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    dead = f"http://127.0.0.1:{free_port()}"
     saved = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = dead
     try:
