@@ -25,7 +25,9 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from voiceobs import VoiceobsSettings, processtransport, setup_instrumentation
+from voiceobs.channel import KINDS, pack, unpack
 from voiceobs.processtransport import ProcessTransport
+from voiceobs.records import CallStarted, Dropped, JitterSnapshot, StageEnded, TurnEnded
 from voiceobs.setup import Instrumentation
 
 PHONE = "+1 415 555 0134"
@@ -354,3 +356,23 @@ def test_an_idle_shipper_sleeps_and_the_next_record_wakes_it(
     call.end()
     assert obs.force_flush(30)
     assert receiver.span_names().count("voice.call") == 1
+
+
+def test_records_cross_the_pipe_as_plain_tuples_and_come_back_equal() -> None:
+    stage = StageEnded(
+        "c-1", 1, 7, 5, 8, "llm", "openai", "gpt", 1, 2, None, None, 0.0, 820, 42, 0, "hi"
+    )
+    records = [
+        CallStarted("c-1", 2**127 + 1, 2**63 + 1, 0, False, 1, "t", "p", None, "in", 1, 2, None),
+        TurnEnded("c-1", 1, 7, 1, 9, 5, None, "vad", "default", 8, None, (stage, stage)),
+        JitterSnapshot("c-1", "inbound", 50, 1.5),
+        Dropped("voice", "queue_full", 3),
+    ]
+    plain = pack(records)
+    assert all(type(item) is tuple for item in plain)
+    assert all(type(stage) is tuple for stage in plain[1][-1])  # a turn's stages too
+    back = unpack(plain)
+    assert back == records
+    assert [type(record) for record in back] == [type(record) for record in records]
+    assert [type(stage) for stage in back[1].stages] == [StageEnded, StageEnded]
+    assert len(set(KINDS)) == len(KINDS)

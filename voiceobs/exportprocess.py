@@ -34,7 +34,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from voiceobs.channel import Ack, Batch, ExportConfig, FrameReader, write_frame
+from voiceobs.channel import Ack, Batch, ExportConfig, FrameReader, unpack, write_frame
 from voiceobs.enginemetrics import EngineMetricsExport
 from voiceobs.exportpipeline import (
     INSTRUMENTATION_SCOPE,
@@ -269,7 +269,7 @@ def run(reader: FrameReader, ack_fd: int) -> None:
             wake_at = next_second if unacked is None else min(next_second, ack_due)
             batch = reader.read(timeout_s=max(0.0, wake_at - time.monotonic()))
             if isinstance(batch, Batch):
-                for record in batch.records:
+                for record in unpack(batch.records):
                     try:
                         side.handle(record)
                     except Exception:

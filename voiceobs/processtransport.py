@@ -32,7 +32,7 @@ import weakref
 from collections import deque
 from pathlib import Path
 
-from voiceobs.channel import Ack, Batch, ExportConfig, FrameReader, write_frame
+from voiceobs.channel import Ack, Batch, ExportConfig, FrameReader, pack, write_frame
 from voiceobs.records import CallClosed, CallEnded, CallStarted, Dropped, Record
 from voiceobs.transport import Transport
 
@@ -215,7 +215,7 @@ class ProcessTransport(Transport):
             seq = self._seq
             try:
                 assert process.stdin is not None
-                write_frame(process.stdin.fileno(), Batch(seq, records, flush))
+                write_frame(process.stdin.fileno(), Batch(seq, pack(records), flush))
             except OSError:  # the pipe broke: the process is gone and never read this frame
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(1.0)
@@ -288,7 +288,7 @@ class ProcessTransport(Transport):
             write_frame(process.stdin.fileno(), self._config)
             if replay:
                 self._seq += 1
-                write_frame(process.stdin.fileno(), Batch(self._seq, replay, False))
+                write_frame(process.stdin.fileno(), Batch(self._seq, pack(replay), False))
         except OSError:  # died at once: the next frame tries again
             self._lost_records += lost
             return None
