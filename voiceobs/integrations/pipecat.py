@@ -143,8 +143,12 @@ class _TurnState:
         self.turn.end(at=at)
 
 
-_Handler = Callable[["VoiceobsObserver", Frame, float, object], None]
-_MetricHandler = Callable[["VoiceobsObserver", MetricsData, float, object], None]
+_Handler = Callable[..., None]
+"""A method taking (frame of its class, Unix seconds, source processor)."""
+_MetricHandler = Callable[..., None]
+"""A method taking (metrics data of its class, Unix seconds, source processor)."""
+_UPSTREAM = FrameDirection.UPSTREAM
+"""Read once: an enum member read through its class costs as much as the rest of a skip."""
 _H = TypeVar("_H")
 
 
@@ -201,15 +205,20 @@ class VoiceobsObserver(BaseObserver):
             handler = _frame_handler_of[frame.__class__] = _resolve(frame.__class__, _HANDLERS)
         if handler is None:
             return
-        if data.direction is FrameDirection.UPSTREAM and frame.broadcast_sibling_id is not None:
+        if data.direction is _UPSTREAM and frame.broadcast_sibling_id is not None:
             return  # a broadcast frame's second copy
+        zero_ns, timestamp = self._zero_ns, data.timestamp
         try:
-            handler(self, frame, self._unix_s(data), data.source)
+            if zero_ns is not None and timestamp > 0:
+                handler(self, frame, (zero_ns + timestamp) / 1e9, data.source)
+            else:
+                handler(self, frame, self._unix_s(data), data.source)
         except Exception:
             self._guard.failed(type(frame).__name__)
 
     def _unix_s(self, data: FramePushed) -> float:
-        """The frame's push time (pipeline clock) as Unix seconds on the call's clock."""
+        """The frame's push time (pipeline clock) as Unix seconds on the call's clock (the
+        common case is inlined in :meth:`on_push_frame`)."""
         if self._zero_ns is None:
             source: FrameProcessor = data.source
             try:
@@ -253,11 +262,10 @@ class VoiceobsObserver(BaseObserver):
             self._interrupted_candidate = None
             candidate.close(at)
 
-    def _vad_stopped(self, frame: Frame, at: float, source: object) -> None:
+    def _vad_stopped(self, frame: VADUserStoppedSpeakingFrame, at: float, source: object) -> None:
         state = self._turn
         if state is None or state.turn.agent_audio_ns is not None:
             return  # speech that did not make a turn, heard while the bot answers
-        assert isinstance(frame, VADUserStoppedSpeakingFrame)
         state.turn.user_speech_ended(at=frame.timestamp - frame.stop_secs)
 
     def _user_stopped(self, frame: Frame, at: float, source: object) -> None:
@@ -345,14 +353,17 @@ class VoiceobsObserver(BaseObserver):
     def _tts_stopped(self, frame: Frame, at: float, source: object) -> None:
         self._stage_ended("tts", at)
 
-    def _tool_started(self, frame: Frame, at: float, source: object) -> None:
-        assert isinstance(frame, FunctionCallInProgressFrame)
+    def _tool_started(self, frame: FunctionCallInProgressFrame, at: float, source: object) -> None:
         state = self._turn
         if state is not None and frame.tool_call_id not in state.tools:
             state.tools[frame.tool_call_id] = state.turn.tool(frame.function_name, at=at)
 
-    def _tool_ended(self, frame: Frame, at: float, source: object) -> None:
-        assert isinstance(frame, (FunctionCallResultFrame, FunctionCallCancelFrame))
+    def _tool_ended(
+        self,
+        frame: FunctionCallResultFrame | FunctionCallCancelFrame,
+        at: float,
+        source: object,
+    ) -> None:
         for state in (self._turn, self._interrupted_candidate):
             tool = state.tools.get(frame.tool_call_id) if state is not None else None
             if tool is not None:
@@ -381,8 +392,7 @@ class VoiceobsObserver(BaseObserver):
         state.stages[kind] = (stage, source)
         return stage
 
-    def _metrics(self, frame: Frame, at: float, source: object) -> None:
-        assert isinstance(frame, MetricsFrame)
+    def _metrics(self, frame: MetricsFrame, at: float, source: object) -> None:
         for data in frame.data:
             try:
                 handler = _metric_handler_of[data.__class__]
@@ -393,45 +403,47 @@ class VoiceobsObserver(BaseObserver):
             if handler is not None:
                 handler(self, data, at, source)
 
-    def _llm_usage(self, data: MetricsData, at: float, source: object) -> None:
-        assert isinstance(data, LLMUsageMetricsData)
+    def _llm_usage(self, data: LLMUsageMetricsData, at: float, source: object) -> None:
         stage = self._service_stage("llm", source, at)
         if stage is not None:
             tokens = data.value
             stage.usage(input_tokens=tokens.prompt_tokens, output_tokens=tokens.completion_tokens)
 
-    def _tts_usage(self, data: MetricsData, at: float, source: object) -> None:
-        assert isinstance(data, TTSUsageMetricsData)
+    def _tts_usage(self, data: TTSUsageMetricsData, at: float, source: object) -> None:
         stage = self._service_stage("tts", source, at)
         if stage is not None:
             stage.usage(characters=data.value)
 
-    def _stt_usage(self, data: MetricsData, at: float, source: object) -> None:
-        assert isinstance(data, STTUsageMetricsData)
+    def _stt_usage(self, data: STTUsageMetricsData, at: float, source: object) -> None:
         stage = self._service_stage("stt", source, at)
         if stage is not None:
             stage.usage(audio_seconds=data.value.audio_seconds)
 
-    def _timing(self, data: MetricsData, at: float, source: object) -> None:
-        """The service's own measure of its open stage: TTFB places the first chunk,
-        processing time the end, both from the stage's start."""
-        assert isinstance(data, (TTFBMetricsData, ProcessingMetricsData))
+    def _service_open_stage(self, source: object) -> Stage | None:
+        """The open LLM or TTS stage of the current turn that ``source`` started; None for
+        an STT service (its TTFB runs from speech end, not from its stage's start)."""
         kind = self._kind(source)
         state = self._turn
         if kind is None or kind == "stt" or state is None:
-            return  # an STT service's TTFB runs from speech end, not from its stage's start
+            return None
         stage = state.open_stage(kind)
         if stage is None or state.stages[kind][1] is not source:
-            return
-        at = stage.start_ns / 1e9 + data.value
-        if isinstance(data, TTFBMetricsData):
-            if stage.first_chunk_ns is None:
-                stage.first_chunk(at=at)
-        else:
-            stage.end(at=at)
+            return None
+        return stage
 
-    def _error(self, frame: Frame, at: float, source: object) -> None:
-        assert isinstance(frame, ErrorFrame)
+    def _ttfb(self, data: TTFBMetricsData, at: float, source: object) -> None:
+        """The service's own measure of its open stage's first chunk, from the stage's start."""
+        stage = self._service_open_stage(source)
+        if stage is not None and stage.first_chunk_ns is None:
+            stage.first_chunk(at=stage.start_ns / 1e9 + data.value)
+
+    def _processing(self, data: ProcessingMetricsData, at: float, source: object) -> None:
+        """The service's own measure of its open stage's end, from the stage's start."""
+        stage = self._service_open_stage(source)
+        if stage is not None:
+            stage.end(at=stage.start_ns / 1e9 + data.value)
+
+    def _error(self, frame: ErrorFrame, at: float, source: object) -> None:
         service = frame.processor if frame.processor is not None else source
         kind = self._kind(service)
         if kind is None:
@@ -475,8 +487,8 @@ _METRIC_HANDLERS: tuple[tuple[type[MetricsData], _MetricHandler], ...] = (
     (LLMUsageMetricsData, VoiceobsObserver._llm_usage),
     (TTSUsageMetricsData, VoiceobsObserver._tts_usage),
     (STTUsageMetricsData, VoiceobsObserver._stt_usage),
-    (TTFBMetricsData, VoiceobsObserver._timing),
-    (ProcessingMetricsData, VoiceobsObserver._timing),
+    (TTFBMetricsData, VoiceobsObserver._ttfb),
+    (ProcessingMetricsData, VoiceobsObserver._processing),
 )
 _metric_handler_of: dict[type, _MetricHandler | None] = {}
 """Each metrics class's handler, resolved once (``isinstance`` on Pydantic classes is slow)."""
