@@ -147,3 +147,67 @@ def test_a_valid_traceparent_is_read_with_its_sampled_flag() -> None:
     assert context is not None
     assert (context.trace_id, context.span_id, context.is_remote) == (TRACE_ID, PARENT_ID, True)
     assert not context.trace_flags.sampled
+
+
+class _Records:
+    """A transport that keeps what the middleware sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[object] = []
+
+    def send(self, record: object) -> None:
+        self.sent.append(record)
+
+
+@pytest.mark.parametrize("header", [None, b"01", b"00"])
+def test_the_default_sampler_decides_as_the_sdk_without_being_asked(header: bytes | None) -> None:
+    """The SDK's default sampler (parent-based, else always on) is not called per request
+    (its result objects cost a few microseconds): the decision it would make is taken from the
+    parent, or sampled for a root. Any other sampler is asked."""
+    import asyncio
+
+    from opentelemetry.sdk.trace.sampling import (
+        ALWAYS_ON,
+        DEFAULT_ON,
+        Decision,
+        ParentBased,
+        TraceIdRatioBased,
+    )
+    from opentelemetry.trace import NonRecordingSpan
+
+    from voiceobs.asgi import TelemetryMiddleware
+    from voiceobs.records import HttpServed
+
+    class Counting(ParentBased):
+        calls = 0
+
+        def should_sample(self, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+            Counting.calls += 1
+            return super().should_sample(*args, **kwargs)  # type: ignore[arg-type]
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        await send({"type": "http.response.start", "status": 204})  # type: ignore[operator]
+
+    async def send(message: object) -> None:
+        pass
+
+    async def receive() -> dict[str, object]:
+        return {}
+
+    headers = (
+        []
+        if header is None
+        else [(b"traceparent", f"00-{TRACE_ID:032x}-{PARENT_ID:016x}-".encode() + header)]
+    )
+    scope = {"type": "http", "path": "/x", "method": "GET", "headers": headers}
+    for sampler, asked in ((Counting(ALWAYS_ON), 0), (Counting(TraceIdRatioBased(1.0)), 1)):
+        records = _Records()
+        Counting.calls = 0
+        middleware = TelemetryMiddleware(app, records, sampler, ())  # type: ignore[arg-type]
+        asyncio.run(middleware(scope, receive, send))  # type: ignore[arg-type]
+        (served,) = [r for r in records.sent if isinstance(r, HttpServed)]
+        parent = parse_traceparent(headers[0][1]) if headers else None
+        context = trace.set_span_in_context(NonRecordingSpan(parent)) if parent else None
+        expected = DEFAULT_ON.should_sample(context, served.trace_id, "GET").decision
+        assert served.trace_flags == (1 if expected is Decision.RECORD_AND_SAMPLE else 0)
+        assert Counting.calls == asked
