@@ -31,10 +31,13 @@ psutil over the whole replay) against Pipecat's; and the wall time of the final 
 live 20-turn call with nothing listening on the OTLP endpoint (goal ≤ 5 s), beside Pipecat's
 tracer provider shutdown (full form only: it waits out its exporter's retries).
 
-Not counted: Pipecat's delivery to each observer (a queue and a task wake-up per frame), which
-the adapter pays once and Pipecat's tracing twice, so the ratio is conservative; and voiceobs'
-costs that come with time rather than turns (the engine's own metrics, collected once an
-interval; the shipper thread's wake-ups), which a replay compresses away.
+Not counted: Pipecat's delivery to each observer (every frame a processor handles and every
+first push go through a queue and a task wake-up per observer), which the adapter needs once and
+Pipecat's tracing twice: it adds about as much to each observer whatever the observer does, so
+counting it would raise both figures and bring the ratio toward 0.5 (docs/integrations.md has
+the measured cost); and voiceobs' costs that come with time rather than turns (the engine's own
+metrics, collected once an interval; the shipper thread's wake-ups), which a replay compresses
+away.
 """
 
 from __future__ import annotations

@@ -188,9 +188,11 @@ library has when it runs.
 - **HTTP** (`bench/http_app.py`): uvicorn, one worker, one trivial async FastAPI route; modes
   plain / voiceobs (`setup_instrumentation(app)`) / stock `FastAPIInstrumentor` with the SDK
   exporting OTLP. Each mode is warmed up by 2 s of `wrk`, saturated by `wrk` (one thread, 16
-  connections), then driven at 1 000 req/s by `vegeta` (fixed rate, open model). Server CPU
-  is that of its process and its children; the load clients' CPU is their rusage, the
-  Collector's from /proc.
+  connections), let go idle (below 10 % of a core, 30 s at most: voiceobs' export process
+  catches up with the saturation run's records, which counts as the saturated requests'
+  CPU), then driven at 1 000 req/s by `vegeta` (fixed rate, open model), the steady state at
+  that rate. Server CPU is that of its process and its children; the load clients' CPU is
+  their rusage, the Collector's from /proc.
 - **Hot path** (`bench/hotpath.py`, its own process): CPU per operation on the engine's
   thread (`thread_time`, median of 5 rounds) against the same operation in plain SDK code,
   the disabled mode, whole-process CPU per turn (all threads and child processes), and
