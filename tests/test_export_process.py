@@ -376,19 +376,3 @@ def test_records_cross_the_pipe_as_plain_tuples_and_come_back_equal() -> None:
     assert [type(record) for record in back] == [type(record) for record in records]
     assert [type(stage) for stage in back[1].stages] == [StageEnded, StageEnded]
     assert len(set(KINDS)) == len(KINDS)
-
-
-def test_the_export_process_runs_below_the_engine(obs: Instrumentation) -> None:
-    """When both want a core, the engine gets it: the export process is niced and, on Linux,
-    in the batch policy (its wake-ups do not preempt the engine)."""
-    from voiceobs.exportprocess import NICENESS
-
-    with obs.call("c-1") as call:
-        _turn(call)
-    assert obs.force_flush(10)
-    pid = _pid(obs)
-    engine_nice = os.getpriority(os.PRIO_PROCESS, 0)
-    assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, engine_nice + NICENESS)
-    if sys.platform == "linux":
-        assert os.sched_getscheduler(pid) == os.SCHED_BATCH
-        assert os.sched_getscheduler(0) == os.SCHED_OTHER

@@ -9,8 +9,7 @@ processors, the voice metrics through its periodic reader, and the collections o
 engine's own meter provider through :mod:`voiceobs.enginemetrics`; this process, not the
 engine's, counts the SDK's own pipeline metrics (queue drops, export results). The process
 ends when the engine closes the pipe (at shutdown, or when the engine dies): it exports what
-it holds within the shutdown deadline, then exits. It runs at a lower CPU priority than the
-engine (:func:`yield_cpu_to_the_engine`).
+it holds within the shutdown deadline, then exits.
 """
 
 from __future__ import annotations
@@ -298,28 +297,9 @@ def run(reader: FrameReader, ack_fd: int) -> None:
         side.shutdown()
 
 
-NICENESS = 10
-"""How far below the engine this process runs: under contention for a core it gets about a
-tenth of the engine's share (CFS weights 110 against 1024), never none."""
-
-
-def yield_cpu_to_the_engine() -> None:
-    """Run below the engine, so that the engine has a core whenever both want one: nice
-    :data:`NICENESS` (relative to the engine's own), and on Linux the batch policy, whose
-    wake-ups (a frame arriving, a batch timer) never preempt a running engine. Telemetry that
-    falls behind waits in the pipe and the queues, bounded and counted, never the engine."""
-    set_policy = getattr(os, "sched_setscheduler", None)  # Linux only
-    if set_policy is not None:
-        with contextlib.suppress(OSError):
-            set_policy(0, os.SCHED_BATCH, os.sched_param(0))
-    with contextlib.suppress(OSError):
-        os.nice(NICENESS)
-
-
 def main() -> None:
     # Ctrl-C reaches the engine's whole process group: the engine decides when this ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    yield_cpu_to_the_engine()
     ack_fd = int(sys.argv[1])
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     with contextlib.suppress(BrokenPipeError, EOFError):  # the engine is gone
