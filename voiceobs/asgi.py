@@ -137,7 +137,7 @@ class TelemetryMiddleware:
     def _flags(self, parent: SpanContext | None, trace_id: int, method: str) -> int:
         if self._follows_parent:
             if parent is not None:
-                return int(parent.trace_flags) & 1
+                return int(parent.trace_flags)  # parse_traceparent kept only the sampled bit
             return 0 if self._sampler is None else 1
         assert self._sampler is not None
         parent_context = (
