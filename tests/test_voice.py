@@ -9,7 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.metrics.export import HistogramDataPoint
+from opentelemetry.trace import SpanContext, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from tests.conftest import Telemetry, make_telemetry
 from voiceobs import semconv as sc
@@ -154,6 +157,25 @@ def test_logs_inside_a_turn_carry_its_trace_span_and_call_id(telemetry: Telemetr
     assert inside.attributes[sc.CALL_ID] == "call-7"
     assert after.span_id == call.span_id
     assert after.attributes[sc.CALL_ID] == "call-7"
+
+
+def test_the_span_current_in_a_scope_is_the_one_opentelemetry_would_make(
+    telemetry: Telemetry,
+) -> None:
+    carrier: dict[str, str] = {}
+    with telemetry.obs.call("call-8", tenant="acme", pipeline="support") as call:
+        with call.turn() as turn, turn.llm("openai", "gpt-4o") as llm:
+            current = trace.get_current_span()
+            TraceContextTextMapPropagator().inject(carrier)
+        outer = trace.get_current_span()
+    flags = TraceFlags(call.trace_flags)
+    assert not current.is_recording()
+    assert current.get_span_context() == SpanContext(call.trace_id, llm.span_id, False, flags)
+    assert outer.get_span_context() == SpanContext(call.trace_id, call.span_id, False, flags)
+    assert carrier["traceparent"] == (
+        f"00-{call.trace_id:032x}-{llm.span_id:016x}-{call.trace_flags:02x}"
+    )
+    assert repr(current) == f"IdsSpan({current.get_span_context()!r})"
 
 
 def test_async_context_managers_work_like_sync_ones(telemetry: Telemetry) -> None:

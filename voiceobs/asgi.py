@@ -20,6 +20,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.sampling import DEFAULT_ON, Decision, Sampler
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
+from voiceobs.currentspan import IdsSpan, context_with_span
 from voiceobs.records import HttpServed, HttpStarted
 from voiceobs.transport import Transport
 from voiceobs.voice import new_span_id, new_trace_id
@@ -91,8 +92,8 @@ class TelemetryMiddleware:
         trace_id = parent.trace_id if parent is not None else new_trace_id()
         span_id = new_span_id()
         flags = self._flags(parent, trace_id, method)
-        span = NonRecordingSpan(SpanContext(trace_id, span_id, False, TraceFlags(flags)))
-        token = otel_context.attach(trace.set_span_in_context(span))
+        span = IdsSpan(trace_id, span_id, flags)
+        token = otel_context.attach(context_with_span(otel_context.get_current(), span))
         status = 500
         error_type: str | None = None
 

@@ -31,9 +31,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.sampling import Decision, Sampler
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind
+from opentelemetry.trace import Span, SpanKind
 
 from voiceobs import semconv as sc
+from voiceobs.currentspan import IdsSpan, context_with_span
 from voiceobs.records import (
     CallClosed,
     CallEnded,
@@ -57,6 +58,8 @@ Parent = Context | Span
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NS = timedelta(microseconds=1)
 _monotonic_ns = time.monotonic_ns
+_attach = otel_context.attach
+_detach = otel_context.detach
 
 _CALL_ID_KEY = otel_context.create_key("voice.call.id")
 
@@ -167,13 +170,12 @@ class _Scope:
 
     def context(self) -> Context:
         """An OpenTelemetry context whose current span is this scope's span."""
-        if self._ctx is None:
+        ctx = self._ctx
+        if ctx is None:
             trace_id, flags = self._trace_ids()
-            span = NonRecordingSpan(
-                SpanContext(trace_id, self.span_id, False, trace.TraceFlags(flags))
-            )
-            self._ctx = trace.set_span_in_context(span, self._base_context())
-        return self._ctx
+            span = IdsSpan(trace_id, self.span_id, flags)
+            ctx = self._ctx = context_with_span(self._base_context(), span)
+        return ctx
 
     def _base_context(self) -> Context:
         """The empty context plus this call's id, shared by the call's scopes."""
@@ -195,7 +197,8 @@ class _Scope:
         """Record that the ``with`` block raised."""
 
     def __enter__(self) -> Self:
-        self._token = otel_context.attach(self.context())
+        ctx = self._ctx
+        self._token = _attach(self.context() if ctx is None else ctx)
         return self
 
     def __exit__(
@@ -205,7 +208,7 @@ class _Scope:
         tb: TracebackType | None,
     ) -> None:
         if self._token is not None:
-            otel_context.detach(self._token)  # type: ignore[arg-type]
+            _detach(self._token)  # type: ignore[arg-type]
             self._token = None
         if exc is not None:
             self._fail(exc)
