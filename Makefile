@@ -47,7 +47,7 @@ test: $(STAMP) ## The whole suite: unit, config and end-to-end tests (builds the
 test-unit: $(STAMP) ## Only the tests that need no backend
 	$(PY) -m pytest -q -m 'not stack' tests
 
-bench: $(STAMP) ## Benchmark suite (engine load, Collector outage, HTTP, hot path, Collector throughput, Pipecat adapter, freshness, dashboard panels, Loki) → docs/performance.md; BENCH_ARGS=--short for CI's ~8 min form
+bench: $(STAMP) ## Benchmark suite (engine load, Collector outage, HTTP, hot path, Collector throughput, Pipecat adapter, freshness, dashboard panels, Loki) → docs/performance.md; BENCH_ARGS=--short for CI's ~10 min form
 	$(PY) -m bench $(BENCH_ARGS)
 
 # test-deps installs the framework adapters' extras too; livekit-agents pins OpenTelemetry 1.45.x,

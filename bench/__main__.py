@@ -45,9 +45,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--short",
         action="store_true",
-        help="CI's form (~8 min): 200 calls for 15 s per mode, a 20 s Collector outage, 10 s "
-        "HTTP and Collector runs, 3 hot-path rounds, 3 rounds of the framework adapter (~1 min), "
-        "15 turns per freshness run, dashboard panels over a day of metrics",
+        help="CI's form (~10 min): 200 calls for 15 s per mode in 3 rounds, a 20 s Collector "
+        "outage, 10 s HTTP and Collector runs, 3 hot-path rounds, 3 rounds of the framework "
+        "adapter (~1 min), 15 turns per freshness run, dashboard panels over a day of metrics",
     )
     parser.add_argument("--calls", help="engine loads, comma-separated (default 50,200,500)")
     parser.add_argument("--seconds", type=float, help="per engine run (default 30)")
@@ -112,7 +112,7 @@ def main(argv: list[str]) -> int:
     try:
         with PrivateCollector() as collector:
             if "engine" in args.parts:
-                figures += engine_load.measure(args.calls, args.seconds, collector)
+                figures += engine_load.measure(args.calls, args.seconds, args.rounds, collector)
             if "outage" in args.parts:
                 figures += collector_outage.measure(args.outage_seconds, collector)
             if "http" in args.parts:
@@ -144,7 +144,8 @@ def main(argv: list[str]) -> int:
     report.write_results(figures, machine, results_dir)
     how = (
         f"{'short' if args.short else 'full'} form: engine load at "
-        f"{', '.join(str(n) for n in args.calls)} calls for {args.seconds:.0f} s per mode, "
+        f"{', '.join(str(n) for n in args.calls)} calls for {args.seconds:.0f} s per mode "
+        f"({args.rounds} rounds at {engine_load.GOAL_CALLS}), "
         f"a Collector outage of {args.outage_seconds:.0f} s, "
         f"HTTP runs of {args.http_seconds:.0f} s, Collector throughput for "
         f"{args.collector_seconds:.0f} s, {args.freshness_turns} turns per freshness run, "

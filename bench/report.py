@@ -176,7 +176,10 @@ library has when it runs.
   its own process CPU (all threads) and that of every process below it, then stops taking
   turns, lets its calls hang up, shuts telemetry down and exits. Spans made (1 per call + 4
   per turn) are compared with the spans the Collector accepted, turns made with the final
-  `voice_turns_total`.
+  `voice_turns_total`. At 200 calls (the goals' load) the three modes run in 3 rounds (short
+  form) or 5 (full), each round in another order; a figure is the median of the rounds, the
+  lag maximum the worst round's, and spans or turns lost are summed over the rounds. Other
+  loads run once.
 - **Collector unreachable** (`bench/collector_outage.py`): `voiceobs` at 200 calls exports
   through a TCP relay in the bench process; in one run the relay passes everything, in the
   other it refuses connections and cuts the open ones from 7 s after start for the outage
