@@ -360,12 +360,12 @@ def test_an_idle_shipper_sleeps_and_the_next_record_wakes_it(
 
 def test_records_cross_the_pipe_as_plain_tuples_and_come_back_equal() -> None:
     stage = StageEnded(
-        "c-1", 1, 7, 5, 8, "llm", "openai", "gpt", 1, 2, None, None, 0.0, 820, 42, 0, "hi"
+        2**63 + 1, 1, 7, 5, 8, "llm", "openai", "gpt", 1, 2, None, None, 0.0, 820, 42, 0, "hi"
     )
     records = [
         CallStarted("c-1", 2**127 + 1, 2**63 + 1, 0, False, 1, "t", "p", None, "in", 1, 2, None),
-        TurnEnded("c-1", 1, 7, 1, 9, 5, None, "vad", "default", 8, None, (stage, stage)),
-        JitterSnapshot("c-1", "inbound", 50, 1.5),
+        TurnEnded(2**63 + 1, 1, 7, 1, 9, 5, None, "vad", "default", 8, None, (stage, stage)),
+        JitterSnapshot(2**63 + 1, "inbound", 50, 1.5),
         Dropped("voice", "queue_full", 3),
     ]
     plain = pack(records)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import random
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +18,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from tests.conftest import Telemetry, make_telemetry
 from voiceobs import semconv as sc
-from voiceobs.voice import Call
+from voiceobs.voice import Call, new_span_id
 
 T0 = 1_800_000_000.0  # explicit timestamps, as an engine replaying its audio clock would
 
@@ -408,7 +410,7 @@ def test_a_full_queue_never_drops_a_calls_start_or_end() -> None:
 def _age(telemetry: Telemetry, call: Call, seconds: float) -> None:
     """Make the export side's news of ``call`` ``seconds`` older than it is."""
     telemetry.flush()
-    telemetry.obs.materialiser._calls[call.call_id].seen_ns -= int(seconds * 1e9)
+    telemetry.obs.materialiser._calls[call.span_id].seen_ns -= int(seconds * 1e9)
 
 
 def _sweep(telemetry: Telemetry) -> None:
@@ -463,6 +465,59 @@ def test_a_stage_left_open_delays_the_calls_span_by_a_bounded_grace_only() -> No
         assert not t.obs.materialiser.calls_in_progress()
     finally:
         t.obs.shutdown()
+
+
+def test_a_call_id_that_comes_again_is_a_call_of_its_own(telemetry: Telemetry) -> None:
+    # A room name or a reused SIP Call-ID: the first call still waits for its TTS stage
+    # when the second starts, and a third overlaps the second.
+    first = telemetry.obs.call("room-1", tenant="acme")
+    tts = first.turn().tts("cartesia")
+    first.end()
+    second = telemetry.obs.call("room-1", tenant="acme")
+    third = telemetry.obs.call("room-1", tenant="acme")
+    for call, turns in ((second, 2), (third, 3)):
+        for _ in range(turns):
+            call.turn().end()
+    third.end()
+    second.end()
+    tts.end()
+    spans = telemetry.finished_spans()
+    calls = {s.context.span_id: s for s in spans if s.name == sc.SPAN_CALL}
+    assert sorted(calls) == sorted(c.span_id for c in (first, second, third))
+    for call, turns in ((first, 1), (second, 2), (third, 3)):
+        span = calls[call.span_id]
+        assert span.attributes[sc.CALL_ID] == "room-1"
+        assert span.attributes[sc.CALL_TURNS] == turns
+        children = [s for s in spans if s.parent and s.parent.span_id == call.span_id]
+        assert len(children) == turns
+        assert all(s.context.trace_id == call.trace_id for s in children)
+    assert _value(telemetry, sc.CALLS.name) == 3
+    assert _value(telemetry, sc.CALLS_ACTIVE.name) == 0
+    assert not telemetry.obs.materialiser.calls_in_progress()
+
+
+def test_ids_do_not_follow_the_global_random_seed_nor_repeat_in_a_forked_worker(
+    telemetry: Telemetry,
+) -> None:
+    calls = []
+    for number in range(2):
+        random.seed(42)  # an engine's reproducible simulation
+        calls.append(telemetry.obs.call(f"seeded-{number}"))
+    assert calls[0].trace_id != calls[1].trace_id
+    assert calls[0].span_id != calls[1].span_id
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # a worker forked after start-up (gunicorn --preload)
+        os.write(write, f"{new_span_id()}".encode())
+        os._exit(0)
+    os.close(write)
+    ours = new_span_id()
+    with os.fdopen(read) as pipe:
+        theirs = int(pipe.read())
+    os.waitpid(child, 0)
+    assert theirs != ours
+    for call in calls:
+        call.end()
 
 
 def test_a_stage_ending_after_hang_up_counts_in_the_calls_cost(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The export side: voice records in, spans, metric points and exemplars out.
 
-A :class:`Materialiser` owns every piece of per-call state, keyed by call id: the calls in
+A :class:`Materialiser` owns every piece of per-call state, keyed by the call's span id (a
+call id may come again while the previous call with it is still being recorded): the calls in
 progress, their bounded labels, their cost, their jitter-buffer cursors, and when each call's
 record may go out. It is fed the immutable records of :mod:`voiceobs.records` by one thread
 (the export process's reader, or the in-process transport's worker) and never sees the
@@ -154,9 +155,10 @@ class Materialiser:
         self._export_text = export_text
         self._max_text = max_text_length
         self._expiry_ns = int(call_expiry_s * 1e9)
-        self._calls: dict[str, _CallState] = {}
-        """Calls started and not yet recorded. Written by the feeding thread only (under the
-        lock, for the gauge callback that reads it)."""
+        self._calls: dict[int, _CallState] = {}
+        """Calls started and not yet recorded, by the call's span id (a call id may come
+        again while the previous call with it waits for its last stage). Written by the
+        feeding thread only (under the lock, for the gauge callback that reads it)."""
         self._calls_lock = threading.Lock()
         self._handlers: dict[type, Callable[[Any], None]] = {
             CallStarted: self._call_started,
@@ -184,11 +186,11 @@ class Materialiser:
         self._calls_lock = threading.Lock()
 
     def calls_in_progress(self) -> list[str]:
-        return list(self._calls)
+        return [state.started.call_id for state in self._calls.values()]
 
     # --- helpers ------------------------------------------------------------------------------
-    def _state(self, call_id: str) -> _CallState | None:
-        state = self._calls.get(call_id)
+    def _state(self, call_span_id: int) -> _CallState | None:
+        state = self._calls.get(call_span_id)
         if state is not None:
             state.seen_ns = time.monotonic_ns()
         return state
@@ -257,7 +259,7 @@ class Materialiser:
 
     # --- calls --------------------------------------------------------------------------------
     def _call_started(self, started: CallStarted) -> None:
-        if started.call_id in self._calls:  # sent again after an export-process restart
+        if started.span_id in self._calls:  # sent again after an export-process restart
             return
         labels = {
             sc.L_TENANT: self._labels.tenant(started.tenant),
@@ -265,12 +267,12 @@ class Materialiser:
         }
         self._m.calls_active.add(1, labels)
         with self._calls_lock:
-            self._calls[started.call_id] = _CallState(started, labels)
+            self._calls[started.span_id] = _CallState(started, labels)
 
     def _call_ended(self, ended: CallEnded) -> None:
         """The call hung up: it stops counting as active; its count and duration go out, and
         its record too once no stage is open."""
-        state = self._state(ended.call_id)
+        state = self._state(ended.call_span_id)
         if state is None or state.ended is not None:  # unknown (expired) or hung up already
             return
         self._hung_up(state, ended)
@@ -278,7 +280,7 @@ class Materialiser:
             self._record_call(state, ended)
 
     def _call_closed(self, closed: CallClosed) -> None:
-        state = self._state(closed.call_id)
+        state = self._state(closed.call_span_id)
         if state is not None and state.ended is not None:
             self._record_call(state, state.ended)
 
@@ -345,7 +347,7 @@ class Materialiser:
             context=state.context,
         )
         with self._calls_lock:
-            del self._calls[started.call_id]
+            del self._calls[started.span_id]
 
     def observe_oldest_calls(self, _: CallbackOptions) -> Iterable[Observation]:
         """Age of the oldest call in progress per tenant and pipeline (read at collection)."""
@@ -388,14 +390,14 @@ class Materialiser:
         started = state.started
         elapsed = max(0, time.monotonic_ns() - started.start_monotonic_ns)
         ended = CallEnded(
-            started.call_id, started.start_ns + elapsed, "abandoned", "none", 0, 0, True
+            started.span_id, started.start_ns + elapsed, "abandoned", "none", 0, 0, True
         )
         self._hung_up(state, ended)
         self._record_call(state, ended)
 
     # --- turns and stages ---------------------------------------------------------------------
     def _turn(self, turn: TurnEnded) -> None:
-        state = self._state(turn.call_id)
+        state = self._state(turn.call_span_id)
         if state is None:
             self._count_dropped("unknown_call")
             return
@@ -450,7 +452,7 @@ class Materialiser:
             self._stage_of(state, stage)
 
     def _stage(self, stage: StageEnded) -> None:
-        state = self._state(stage.call_id)
+        state = self._state(stage.call_span_id)
         if state is None:
             self._count_dropped("unknown_call")
             return
@@ -561,7 +563,7 @@ class Materialiser:
     # --- everything else ----------------------------------------------------------------------
     def _jitter(self, snapshot: JitterSnapshot) -> None:
         """One histogram point: the mean depth of the frames since the previous snapshot."""
-        state = self._state(snapshot.call_id)
+        state = self._state(snapshot.call_span_id)
         if state is None:
             return  # the call's record went out already: a late periodic snapshot
         seen_count, seen_total = state.jitter.get(snapshot.direction, (0, 0.0))
@@ -582,7 +584,7 @@ class Materialiser:
         )
 
     def _restart(self, restart: StreamRestarted) -> None:
-        state = self._state(restart.call_id)
+        state = self._state(restart.call_span_id)
         pipeline = state.labels[sc.L_PIPELINE] if state else sc.OTHER
         self._m.stream_restarts.add(
             1,

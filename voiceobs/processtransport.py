@@ -80,9 +80,9 @@ class ProcessTransport(Transport):
         self._start_lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._seq = 0
-        self._unacked: deque[tuple[int, int, tuple[str, ...]]] = deque()
+        self._unacked: deque[tuple[int, int, tuple[int, ...]]] = deque()
         """(seq, items, calls finished in it) of each frame not yet acknowledged."""
-        self._open: dict[str, list[Record]] = {}
+        self._open: dict[int, list[Record]] = {}
         """Each call whose finish is not acknowledged yet: its start (and end, once sent), for
         a new export process to pick the call up from."""
         self._acked = 0
@@ -227,20 +227,20 @@ class ProcessTransport(Transport):
         self._lost_records += _items(records)
         return None
 
-    def _note_calls(self, records: list[Record]) -> tuple[str, ...]:
+    def _note_calls(self, records: list[Record]) -> tuple[int, ...]:
         """Keep each call's start and end until a frame that finishes it is acknowledged;
-        the ids of the calls ``records`` finish."""
-        finished: list[str] = []
+        the span ids of the calls ``records`` finish."""
+        finished: list[int] = []
         with self._acks:
             for record in records:
                 if isinstance(record, CallStarted):
-                    self._open[record.call_id] = [record]
+                    self._open[record.span_id] = [record]
                 elif isinstance(record, CallEnded):
-                    self._open.get(record.call_id, []).append(record)
+                    self._open.get(record.call_span_id, []).append(record)
                     if record.complete:
-                        finished.append(record.call_id)
+                        finished.append(record.call_span_id)
                 elif isinstance(record, CallClosed):
-                    finished.append(record.call_id)
+                    finished.append(record.call_span_id)
         return tuple(finished)
 
     def _take(self) -> list[Record]:
@@ -333,8 +333,8 @@ class ProcessTransport(Transport):
                 assert isinstance(ack, Ack)
                 with self._acks:
                     while self._unacked and self._unacked[0][0] <= ack.seq:
-                        for call_id in self._unacked.popleft()[2]:
-                            self._open.pop(call_id, None)
+                        for call_span_id in self._unacked.popleft()[2]:
+                            self._open.pop(call_span_id, None)
                     if ack.flushed:
                         self._flushed[ack.seq] = ack.delivered
                     self._acks.notify_all()

@@ -4,7 +4,9 @@ The voice API never shares a mutable object with materialisation. Each moment it
 report becomes one of these tuples (ids, numbers, short strings), sent through a transport:
 to a thread of the engine's process, or through a pipe to the export process. The export side
 owns every piece of per-call state (labels, cost, jitter-buffer cursors, open calls), keyed by
-call id. This module imports nothing of voiceobs, so both sides can share it.
+the call's span id: unique to each call, where a call id may come again (a room name, a
+reused SIP Call-ID) while the previous call with it is still being recorded. This module
+imports nothing of voiceobs, so both sides can share it.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ class CallStarted(NamedTuple):
 class StageEnded(NamedTuple):
     """A provider stage (STT, LLM, TTS, tool) ended."""
 
-    call_id: str
+    call_span_id: int
+    """The span id of the call this belongs to (:attr:`CallStarted.span_id`)."""
     turn_number: int
     turn_span_id: int
     turn_speech_end_ns: int | None
@@ -58,7 +61,8 @@ class StageEnded(NamedTuple):
 class TurnEnded(NamedTuple):
     """A turn ended, with the stages that had ended by then."""
 
-    call_id: str
+    call_span_id: int
+    """The span id of the call this belongs to (:attr:`CallStarted.span_id`)."""
     number: int
     span_id: int
     start_ns: int
@@ -75,14 +79,16 @@ class TurnEnded(NamedTuple):
 class JitterSnapshot(NamedTuple):
     """The running totals of one call's jitter-buffer samples in one direction."""
 
-    call_id: str
+    call_span_id: int
+    """The span id of the call this belongs to (:attr:`CallStarted.span_id`)."""
     direction: str
     frames: int
     total: float
 
 
 class StreamRestarted(NamedTuple):
-    call_id: str
+    call_span_id: int
+    """The span id of the call this belongs to (:attr:`CallStarted.span_id`)."""
     provider: str
     component: str
     reason: str
@@ -93,7 +99,8 @@ class CallEnded(NamedTuple):
     """The call hung up. ``complete``: no stage is open, so its record can go out now;
     otherwise a :class:`CallClosed` follows when its last stage ends."""
 
-    call_id: str
+    call_span_id: int
+    """The span id of the call this belongs to (:attr:`CallStarted.span_id`)."""
     end_ns: int
     status: str
     failure_reason: str
@@ -105,7 +112,8 @@ class CallEnded(NamedTuple):
 class CallClosed(NamedTuple):
     """The last stage of a hung-up call ended."""
 
-    call_id: str
+    call_span_id: int
+    """The span id of the call this belongs to (:attr:`CallStarted.span_id`)."""
 
 
 class Dropped(NamedTuple):

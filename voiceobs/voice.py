@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import numbers
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -70,12 +71,21 @@ def current_call_id(ctx: Context | None = None) -> str | None:
     return value if isinstance(value, str) else None
 
 
+_ids = random.Random()
+"""Where trace and span ids come from: a generator of voiceobs' own, seeded from the OS, so an
+engine that seeds the global ``random`` (a reproducible simulation, a test) does not make
+every run's ids the same; a forked worker seeds it afresh."""
+if hasattr(os, "register_at_fork"):  # Windows has no fork
+    os.register_at_fork(after_in_child=_ids.seed)
+_random_bits = _ids.getrandbits
+
+
 def new_span_id() -> int:
-    return random.getrandbits(64) or 1
+    return _random_bits(64) or 1
 
 
 def new_trace_id() -> int:
-    return random.getrandbits(128) or 1
+    return _random_bits(128) or 1
 
 
 _LATEST_AT_S = 2**64 / 1e9 - 1
@@ -342,12 +352,12 @@ class Stage(_Scope):
             call.transport.send(self._record(self.end_ns))
         call.open_stages -= 1
         if call.end_ns is not None and call.open_stages == 0:
-            call.transport.send_kept(CallClosed(call.call_id))
+            call.transport.send_kept(CallClosed(call.span_id))
 
     def _record(self, end_ns: int) -> StageEnded:
         turn = self.turn
         return StageEnded(
-            turn.call.call_id,
+            turn.call.span_id,
             turn.number,
             turn.span_id,
             turn.speech_end_ns,
@@ -472,7 +482,7 @@ class Turn(_Scope):
             call._open_turns.remove(self)
         call.transport.send(
             TurnEnded(
-                call.call_id,
+                call.span_id,
                 self.number,
                 self.span_id,
                 self.start_ns,
@@ -506,10 +516,11 @@ class JitterBuffer:
     depth of that second's frames).
     """
 
-    __slots__ = ("call_id", "count", "direction", "sent_count", "total")
+    __slots__ = ("call_id", "call_span_id", "count", "direction", "sent_count", "total")
 
-    def __init__(self, call_id: str, direction: str) -> None:
+    def __init__(self, call_id: str, call_span_id: int, direction: str) -> None:
         self.call_id = call_id
+        self.call_span_id = call_span_id
         self.direction = direction
         self.count = 0
         self.total = 0.0
@@ -527,7 +538,7 @@ class JitterBuffer:
         if count == self.sent_count:
             return None
         self.sent_count = count
-        return JitterSnapshot(self.call_id, self.direction, count, total)
+        return JitterSnapshot(self.call_span_id, self.direction, count, total)
 
 
 class Call(_Scope):
@@ -692,7 +703,7 @@ class Call(_Scope):
         _texts("provider component reason", provider, component, reason)
         self.restarts += 1
         self.transport.send(
-            StreamRestarted(self.call_id, provider, component, reason, self._ns(at))
+            StreamRestarted(self.span_id, provider, component, reason, self._ns(at))
         )
 
     def jitter_buffer(self, direction: str = "inbound") -> JitterBuffer:
@@ -704,7 +715,9 @@ class Call(_Scope):
         buffer = self._buffer_of.get(direction)
         if buffer is None:
             _texts("direction", direction)
-            buffer = self._buffer_of[direction] = JitterBuffer(self.call_id, direction)
+            buffer = self._buffer_of[direction] = JitterBuffer(
+                self.call_id, self.span_id, direction
+            )
             if self.end_ns is None:
                 self.transport.watch(buffer)
         self._last_direction = direction
@@ -759,7 +772,7 @@ class Call(_Scope):
                 transport.send(snapshot)
         complete = self.open_stages == 0
         self.ended = CallEnded(
-            self.call_id,
+            self.span_id,
             end_ns,
             self.status,
             self.failure_reason,
