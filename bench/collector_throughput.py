@@ -140,6 +140,9 @@ class Sent:
     failed_requests: int = 0
     rejected: int = 0
     error: str = ""
+    window_s: float = 0.0
+    """The time the load took: its schedule (batches x interval), or longer if the sender fell
+    behind it, up to the last response."""
 
 
 def _send(path: str, body: bytes, seconds: float, sent: Sent) -> None:
@@ -174,6 +177,9 @@ def _send(path: str, body: bytes, seconds: float, sent: Sent) -> None:
         sent.error = repr(exc)
     finally:
         connection.close()
+        # The last batch is the load of the last interval: the schedule ends one interval
+        # after it started, unless its response came later (a Collector that fell behind).
+        sent.window_s = max(batches * interval, time.monotonic() - began)
 
 
 def measure(seconds: float) -> list[Figure]:
@@ -237,10 +243,12 @@ def measure(seconds: float) -> list[Figure]:
                 f"collector-{signal.replace('_', '-')}-rate",
                 group,
                 f"{signal.replace('_', ' ')} taken per second (target {RATE})",
-                seen[f"accepted_{signal}"] / wall,
+                seen[f"accepted_{signal}"] / s.window_s,
                 unit,
                 goal=Goal(">=", RATE, on_ratio=False),
-                note=f"{s.failed_requests} requests failed, {s.rejected} items rejected",
+                note=f"over {s.window_s:.3f} s (the load's {seconds:.0f} s schedule, or longer "
+                f"if the Collector held the sender back); {s.failed_requests} requests failed, "
+                f"{s.rejected} items rejected",
             ),
             Figure(
                 f"collector-{signal.replace('_', '-')}-lost",
