@@ -209,8 +209,10 @@ library has when it runs.
   takes 20 000 spans/s and 20 000 log records/s over OTLP/HTTP from pre-encoded batches of
   500 voiceobs-shaped turn spans and call logs (a phone number in each for the redaction
   rules); every item sent must be accepted and exported (none refused, none rejected). The
-  rate is the items accepted over the load's schedule (batches x interval), or over the time
-  to the last response if the Collector held the sender back.
+  rate is the items accepted over the load's schedule (batches x interval); if the Collector
+  held the sender back so that its last batch went out more than one interval (25 ms) late,
+  over the schedule plus that delay. The sender's sleep jitter stays within an interval;
+  the latency of the last answer is not counted.
 - **Frameworks** (`bench/frameworks.py`): the Pipecat adapter beside Pipecat's built-in
   tracing (its turn spans and the STT, LLM and TTS spans of its service decorators), both fed
   the same recorded frames of one 200-turn call, each paired turn by turn with an
