@@ -197,18 +197,17 @@ class _Scope:
     @contextmanager
     def active(self) -> Iterator[Self]:
         """Make this scope current (logs inside carry its ids) without ending it on exit."""
-        token = otel_context.attach(self.context())
+        token = _attach(self.context())
         try:
             yield self
         finally:
-            otel_context.detach(token)
+            _detach(token)
 
     def _fail(self, exc: BaseException) -> None:
         """Record that the ``with`` block raised."""
 
     def __enter__(self) -> Self:
-        ctx = self._ctx
-        self._token = _attach(self.context() if ctx is None else ctx)
+        self._token = _attach(self.context())
         return self
 
     def __exit__(
