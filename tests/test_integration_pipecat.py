@@ -1,15 +1,23 @@
-"""The Pipecat adapter on a real Pipecat pipeline of fake services (Pipecat's own run_test):
-the span tree, the histograms and the exemplars a framework-driven call produces."""
+"""The Pipecat adapter on a real Pipecat pipeline of fake services: the span tree, the
+histograms and the exemplars a framework-driven call produces.
+
+The script talks as a user does: it waits for the bot to start speaking before it speaks over
+a long answer, and for the bot to finish a short one before its next turn, so the turns come
+out the same however busy the machine is."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, NumberDataPoint
 from opentelemetry.sdk.trace import ReadableSpan
 from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
     EndFrame,
     ErrorFrame,
     Frame,
@@ -18,11 +26,13 @@ from pipecat.frames.frames import (
     UserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
-from pipecat.metrics.metrics import TurnMetricsData
-from pipecat.observers.base_observer import FramePushed
+from pipecat.metrics.metrics import TTSUsageMetricsData, TurnMetricsData
+from pipecat.observers.base_observer import BaseObserver, FramePushed
+from pipecat.pipeline.worker import PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.openai.llm import OpenAILLMService
-from pipecat.tests.utils import SleepFrame, run_test
+from pipecat.tests.utils import SleepFrame
+from pipecat.workers.runner import WorkerRunner
 
 from tests.conftest import Telemetry, make_telemetry
 from voiceobs import semconv as sc
@@ -38,19 +48,89 @@ from voiceobs.demo.pipecat_bot import (
 from voiceobs.integrations.guard import provider_of
 from voiceobs.integrations.pipecat import VoiceobsObserver
 
-SCRIPT: Sequence[Frame] = (
+
+@dataclass(frozen=True)
+class UntilBot:
+    """A script step: wait, since the user last spoke, until the bot is ``"answering"`` (it
+    speaks and its TTS has generated the whole answer, usage reported) or ``"quiet"`` (it
+    spoke and stopped)."""
+
+    event: str
+
+
+class BotListener(BaseObserver):
+    """The bot's answer since the last thing the user said."""
+
+    def __init__(self) -> None:
+        super().__init__(observe_every_push=False)
+        self.answering = asyncio.Event()
+        self.quiet = asyncio.Event()
+        self._speaking = self._generated = False
+
+    def user_spoke(self) -> None:
+        self._speaking = self._generated = False
+        self.answering.clear()
+        self.quiet.clear()
+
+    async def on_push_frame(self, data: FramePushed) -> None:
+        if data.direction is not FrameDirection.DOWNSTREAM:
+            return  # the upstream copy of a broadcast frame
+        frame = data.frame
+        if isinstance(frame, BotStartedSpeakingFrame):
+            self._speaking = True
+        elif isinstance(frame, MetricsFrame):
+            self._generated |= any(isinstance(d, TTSUsageMetricsData) for d in frame.data)
+        elif isinstance(frame, BotStoppedSpeakingFrame) and self._speaking:
+            self.quiet.set()
+        if self._speaking and self._generated:
+            self.answering.set()
+
+
+Step = Frame | UntilBot
+
+SCRIPT: Sequence[Step] = (
     UserSays(text="What can you do?"),  # a long answer, spoken over by the next turn
-    SleepFrame(0.3),
+    UntilBot("answering"),
     UserSays(text="Book a table."),
-    SleepFrame(0.3),
+    UntilBot("quiet"),
     UserSays(text="Thanks."),
-    SleepFrame(0.3),
+    UntilBot("quiet"),
 )
 
 
-async def run_call(telemetry: Telemetry, frames: Sequence[Frame] = SCRIPT) -> VoiceobsObserver:
+async def run_call(telemetry: Telemetry, script: Sequence[Step] = SCRIPT) -> VoiceobsObserver:
+    """Run the demo bot's pipeline through ``script`` with the adapter observing, then end it."""
     observer = VoiceobsObserver(telemetry.obs, "pc-1", tenant="acme", pipeline="pipecat")
-    await run_test(bot_pipeline(), frames_to_send=frames, observers=[observer], start_timeout=30)
+    bot = BotListener()
+    worker = PipelineWorker(
+        bot_pipeline(),
+        observers=[observer, bot],
+        cancel_on_idle_timeout=False,
+        idle_timeout_secs=None,
+    )
+    started = asyncio.Event()
+
+    async def on_started(*_: object) -> None:
+        started.set()
+
+    worker.add_event_handler("on_pipeline_started", on_started)
+
+    async def talk() -> None:
+        await asyncio.wait_for(started.wait(), timeout=30)
+        for step in script:
+            if isinstance(step, UntilBot):
+                await asyncio.wait_for(getattr(bot, step.event).wait(), timeout=30)
+            elif isinstance(step, SleepFrame):
+                await asyncio.sleep(step.sleep)
+            else:
+                if isinstance(step, UserSays):
+                    bot.user_spoke()
+                await worker.queue_frame(step)
+        await worker.queue_frame(EndFrame())
+
+    runner = WorkerRunner(handle_sigint=False)
+    await runner.add_workers(worker)
+    await asyncio.gather(runner.run(), talk())
     return observer
 
 
@@ -151,8 +231,8 @@ async def test_a_frame_the_adapter_cannot_map_is_counted_never_raised(
     telemetry: Telemetry,
 ) -> None:
     broken = VADUserStoppedSpeakingFrame(stop_secs=5.0, timestamp=1.0)  # before 1970
-    frames = (UserSays(text="Hello."), SleepFrame(0.05), broken, SleepFrame(0.3))
-    await run_call(telemetry, frames)
+    script = (UserSays(text="Hello."), SleepFrame(0.05), broken, UntilBot("quiet"))
+    await run_call(telemetry, script)
     (dropped,) = _points(telemetry, sc.TELEMETRY_DROPPED.name)
     assert dict(dropped.attributes) == {sc.L_SIGNAL: "pipecat", sc.L_REASON: "internal_error"}
     assert dropped.value == 1
@@ -177,7 +257,7 @@ def test_provider_is_the_service_package_or_class_name() -> None:
 async def test_disabled_voiceobs_ignores_every_frame(caplog: pytest.LogCaptureFixture) -> None:
     t = make_telemetry(enabled=False)
     try:
-        await run_call(t, (UserSays(text="Hello."), SleepFrame(0.2)))
+        await run_call(t, (UserSays(text="Hello."), UntilBot("quiet")))
         failures = [r for r in caplog.records if r.name == "voiceobs.integrations"]
         assert failures == [], "a disabled call's stand-in reached the mapping"
     finally:
