@@ -342,13 +342,16 @@ class Stage(_Scope):
     def end(self, at: Moment | None = None) -> None:
         """End the stage. One that ends after hang-up still counts in the call's cost: the
         call's record goes out when its last stage has ended."""
-        if self.end_ns is not None:
-            return
-        self.end_ns = self._ns(at)
+        if self.end_ns is None:
+            self._end(self._ns(at))
+
+    def _end(self, end_ns: int) -> None:
+        """End the stage, not ended yet, at ``end_ns`` (Unix nanoseconds)."""
+        self.end_ns = end_ns
         turn = self.turn
         call = turn.call
         if turn.end_ns is not None:  # the turn went out already: send this on its own
-            call.transport.send(self._record(self.end_ns))
+            call.transport.send(self._record(end_ns))
         call.open_stages -= 1
         if call.end_ns is not None and call.open_stages == 0:
             call.transport.send_kept(CallClosed(call.span_id))
@@ -445,7 +448,11 @@ class Turn(_Scope):
     ) -> Stage:
         """Start a stage of any kind; :meth:`stt`, :meth:`llm`, :meth:`tts`, :meth:`tool` are
         shorthands."""
-        stage = Stage(self, kind, provider, model, self._ns(at))
+        return self._stage(kind, provider, model, self._ns(at))
+
+    def _stage(self, kind: StageKind, provider: str, model: str, start_ns: int) -> Stage:
+        """Start a stage at ``start_ns`` (Unix nanoseconds)."""
+        stage = Stage(self, kind, provider, model, start_ns)
         self.stages.append(stage)
         self.call.open_stages += 1
         return stage
@@ -493,9 +500,11 @@ class Turn(_Scope):
                 self.agent_audio_ns,
                 self.interrupted_ns,
                 tuple(
-                    stage._record(stage.end_ns)
-                    for stage in self.stages
-                    if stage.end_ns is not None  # ended by now: sent with the turn
+                    [
+                        stage._record(stage.end_ns)
+                        for stage in self.stages
+                        if stage.end_ns is not None  # ended by now: sent with the turn
+                    ]
                 ),
             )
         )
@@ -689,7 +698,10 @@ class Call(_Scope):
 
     def turn(self, at: Moment | None = None) -> Turn:
         """Start the next turn (numbered from 1)."""
-        start_ns = self._ns(at)
+        return self._turn(self._ns(at))
+
+    def _turn(self, start_ns: int) -> Turn:
+        """Start the next turn at ``start_ns`` (Unix nanoseconds)."""
         self.turn_count += 1
         turn = Turn(self, self.turn_count, start_ns)
         self._open_turns.append(turn)

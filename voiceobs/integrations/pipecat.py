@@ -30,7 +30,7 @@ Provider and model come from the service that pushed the frame: the provider fro
 (``pipecat.services.<provider>``) or class name, the model from ``settings.model``.
 
 Observers run on their own queue, behind the pipeline, so every moment is the frame's own
-timestamp (the pipeline clock when it was pushed, as Unix time) given with ``at=``. A failure
+timestamp (the pipeline clock when it was pushed, as Unix nanoseconds). A failure
 in here never reaches the pipeline: it is counted in
 ``voiceobs_telemetry_dropped_total{signal="pipecat", reason="internal_error"}``.
 """
@@ -78,6 +78,7 @@ from pipecat.services.stt_service import STTService
 from pipecat.services.tts_service import TTSService
 
 from voiceobs.integrations.guard import Guard, provider_of
+from voiceobs.voice import at_ns
 
 if TYPE_CHECKING:
     from voiceobs.setup import Instrumentation
@@ -107,16 +108,16 @@ def _model_of(processor: object) -> str:
 class _TurnState:
     """One turn and the stages the frames opened in it."""
 
-    __slots__ = ("bot_stopped_s", "last_final_s", "stages", "stt", "tools", "turn")
+    __slots__ = ("bot_stopped_ns", "last_final_ns", "stages", "stt", "tools", "turn")
 
     def __init__(self, turn: Turn) -> None:
         self.turn = turn
         self.stt: Stage | None = None
-        self.last_final_s: float | None = None
+        self.last_final_ns: int | None = None
         self.stages: dict[str, tuple[Stage, object]] = {}
         """The latest LLM / TTS stage and the processor that opened it, by kind."""
         self.tools: dict[str, Stage] = {}
-        self.bot_stopped_s: float | None = None
+        self.bot_stopped_ns: int | None = None
 
     def open_stage(self, kind: StageKind) -> Stage | None:
         entry = self.stages.get(kind)
@@ -126,27 +127,30 @@ class _TurnState:
 
     def end_stt(self) -> None:
         """The STT stage ends with the last final transcript heard so far."""
-        stt = self.stt
-        if stt is not None and stt.end_ns is None and self.last_final_s is not None:
-            stt.final(at=self.last_final_s)
-            stt.end(at=self.last_final_s)
+        stt, last_final_ns = self.stt, self.last_final_ns
+        if stt is not None and stt.end_ns is None and last_final_ns is not None:
+            if stt.first_chunk_ns is None:
+                stt.first_chunk_ns = last_final_ns
+            stt._end(last_final_ns)
 
-    def close(self, at: float) -> None:
-        """End what is still open at ``at``, then the turn itself."""
+    def close(self, at_ns: int) -> None:
+        """End what is still open at ``at_ns``, then the turn itself."""
         self.end_stt()
-        if self.stt is not None:
-            self.stt.end(at=at)
+        if self.stt is not None and self.stt.end_ns is None:
+            self.stt._end(at_ns)
         for stage, _ in self.stages.values():
-            stage.end(at=at)
+            if stage.end_ns is None:
+                stage._end(at_ns)
         for tool in self.tools.values():
-            tool.end(at=at)
-        self.turn.end(at=at)
+            if tool.end_ns is None:
+                tool._end(at_ns)
+        self.turn._end(at_ns)
 
 
 _Handler = Callable[..., None]
-"""A method taking (frame of its class, Unix seconds, source processor)."""
+"""A method taking (frame of its class, Unix nanoseconds, source processor)."""
 _MetricHandler = Callable[..., None]
-"""A method taking (metrics data of its class, Unix seconds, source processor)."""
+"""A method taking (metrics data of its class, Unix nanoseconds, source processor)."""
 _UPSTREAM = FrameDirection.UPSTREAM
 """Read once: an enum member read through its class costs as much as the rest of a skip."""
 _H = TypeVar("_H")
@@ -158,6 +162,11 @@ class VoiceobsObserver(BaseObserver):
     The call starts when the observer is made (``observer.call`` is its voice-API call, for
     logs or ``traceparent`` headers) and ends with the pipeline's ``EndFrame`` or
     ``CancelFrame``. The keyword arguments are :meth:`Instrumentation.call`'s.
+
+    Every moment is the frame's own, in Unix nanoseconds on the call's clock, and goes into
+    the voice API's objects as it is: the pipeline clock's integer nanoseconds need neither
+    a conversion to seconds nor the checks a user's ``at=`` gets. What a frame carries from
+    elsewhere (the VAD's stop time, a service's measured durations) is checked as ``at=``.
     """
 
     def __init__(
@@ -209,26 +218,26 @@ class VoiceobsObserver(BaseObserver):
             return  # a broadcast frame's second copy
         zero_ns, timestamp = self._zero_ns, data.timestamp
         try:
-            if zero_ns is not None and timestamp > 0:
-                handler(self, frame, (zero_ns + timestamp) / 1e9, data.source)
+            if zero_ns is not None and type(timestamp) is int and timestamp > 0:
+                handler(self, frame, zero_ns + timestamp, data.source)
             else:
-                handler(self, frame, self._unix_s(data), data.source)
+                handler(self, frame, self._unix_ns(data), data.source)
         except Exception:
             self._guard.failed(type(frame).__name__)
 
-    def _unix_s(self, data: FramePushed) -> float:
-        """The frame's push time (pipeline clock) as Unix seconds on the call's clock (the
-        common case is inlined in :meth:`on_push_frame`)."""
+    def _unix_ns(self, data: FramePushed) -> int:
+        """The frame's push time (pipeline clock) as Unix nanoseconds on the call's clock
+        (the common case is inlined in :meth:`on_push_frame`)."""
         if self._zero_ns is None:
             source: FrameProcessor = data.source
             try:
-                pipeline_now = source.get_clock().get_time()
+                pipeline_now = int(source.get_clock().get_time())
             except Exception:  # a processor without a clock yet: its frames carry 0
-                return self.call.now_ns() / 1e9
+                return self.call.now_ns()
             self._zero_ns = self.call.now_ns() - pipeline_now
         if data.timestamp <= 0:
-            return self.call.now_ns() / 1e9
-        return (self._zero_ns + data.timestamp) / 1e9
+            return self.call.now_ns()
+        return self._zero_ns + int(data.timestamp)
 
     def _kind(self, processor: object) -> StageKind | None:
         key = id(processor)
@@ -246,153 +255,159 @@ class VoiceobsObserver(BaseObserver):
         return provider
 
     # --- turns ---------------------------------------------------------------------------
-    def _user_started(self, frame: Frame, at: float, source: object) -> None:
+    def _user_started(self, frame: Frame, at: int, source: object) -> None:
         previous = self._turn
         if previous is not None:
             if self._bot_speaking:
                 self._close_candidate(at)
                 self._interrupted_candidate = previous  # ended when the bot goes quiet
             else:
-                previous.close(previous.bot_stopped_s or at)
-        self._turn = _TurnState(self.call.turn(at=at))
+                previous.close(previous.bot_stopped_ns or at)
+        self._turn = _TurnState(self.call._turn(at))
 
-    def _close_candidate(self, at: float) -> None:
+    def _close_candidate(self, at: int) -> None:
         candidate = self._interrupted_candidate
         if candidate is not None:
             self._interrupted_candidate = None
             candidate.close(at)
 
-    def _vad_stopped(self, frame: VADUserStoppedSpeakingFrame, at: float, source: object) -> None:
+    def _vad_stopped(self, frame: VADUserStoppedSpeakingFrame, at: int, source: object) -> None:
         state = self._turn
         if state is None or state.turn.agent_audio_ns is not None:
             return  # speech that did not make a turn, heard while the bot answers
-        state.turn.user_speech_ended(at=frame.timestamp - frame.stop_secs)
+        state.turn.speech_end_ns = at_ns(frame.timestamp - frame.stop_secs)
 
-    def _user_stopped(self, frame: Frame, at: float, source: object) -> None:
-        if self._turn is not None and self._turn.turn.agent_audio_ns is None:
-            self._turn.turn.eou_detected(at=at)
+    def _user_stopped(self, frame: Frame, at: int, source: object) -> None:
+        state = self._turn
+        if state is not None and state.turn.agent_audio_ns is None:
+            state.turn.eou_ns = at  # the end-of-utterance decision
 
-    def _bot_started(self, frame: Frame, at: float, source: object) -> None:
+    def _bot_started(self, frame: Frame, at: int, source: object) -> None:
         self._bot_speaking = True
-        if self._turn is not None:
-            self._turn.turn.agent_audio_started(at=at)
+        state = self._turn
+        if state is not None and state.turn.agent_audio_ns is None:
+            state.turn.agent_audio_ns = at
 
-    def _bot_stopped(self, frame: Frame, at: float, source: object) -> None:
+    def _bot_stopped(self, frame: Frame, at: int, source: object) -> None:
         self._bot_speaking = False
         if self._turn is not None:
-            self._turn.bot_stopped_s = at
+            self._turn.bot_stopped_ns = at
         self._close_candidate(at)
 
-    def _interruption(self, frame: Frame, at: float, source: object) -> None:
+    def _interruption(self, frame: Frame, at: int, source: object) -> None:
         if not self._bot_speaking:
             return  # broadcast on every user turn start; only over the bot is it one
         state = self._interrupted_candidate or self._turn
         if state is not None:
-            state.turn.interrupt(at=at)
+            if state.turn.interrupted_ns is None:
+                state.turn.interrupted_ns = at
             for stage, _ in state.stages.values():
-                stage.end(at=at)
+                if stage.end_ns is None:
+                    stage._end(at)
 
-    def _end(self, frame: Frame, at: float, source: object) -> None:
+    def _end(self, frame: Frame, at: int, source: object) -> None:
         self._close_candidate(at)
         if self._turn is not None:
             self._turn.close(at)
             self._turn = None
-        self.call.end(at=at)
+        self.call.end(at=at / 1e9)
 
     # --- stages --------------------------------------------------------------------------
-    def _transcription(self, frame: Frame, at: float, source: object) -> None:
+    def _transcription(self, frame: Frame, at: int, source: object) -> None:
         state = self._turn
         if state is None:
             return
         if state.stt is None or state.stt.end_ns is not None:
-            state.stt = state.turn.stt(
-                self._provider(source), _model_of(source), at=state.turn.start_ns / 1e9
-            )
-        state.last_final_s = at
+            turn = state.turn
+            state.stt = turn._stage("stt", self._provider(source), _model_of(source), turn.start_ns)
+        state.last_final_ns = at
 
-    def _start_stage(self, kind: StageKind, at: float, source: object) -> Stage | None:
+    def _start_stage(self, kind: StageKind, at: int, source: object) -> None:
         state = self._turn
         if state is None:
-            return None
+            return
         state.end_stt()
-        stage = state.open_stage(kind)
-        if stage is None:
-            stage = state.turn.stage(kind, self._provider(source), _model_of(source), at)
+        entry = state.stages.get(kind)
+        if entry is None or entry[0].end_ns is not None:  # none open: a new one
+            stage = state.turn._stage(kind, self._provider(source), _model_of(source), at)
             state.stages[kind] = (stage, source)
-        return stage
 
-    def _llm_started(self, frame: Frame, at: float, source: object) -> None:
+    def _llm_started(self, frame: Frame, at: int, source: object) -> None:
         self._start_stage("llm", at, source)
 
-    def _tts_started(self, frame: Frame, at: float, source: object) -> None:
+    def _tts_started(self, frame: Frame, at: int, source: object) -> None:
         self._start_stage("tts", at, source)
 
-    def _first_chunk(self, kind: StageKind, at: float) -> None:
+    def _first_chunk(self, kind: StageKind, at: int) -> None:
+        # Once per LLM token and TTS audio chunk: the open stage is looked up in place.
         state = self._turn
-        if state is not None:
-            stage = state.open_stage(kind)
-            if stage is not None and stage.first_chunk_ns is None:
-                stage.first_chunk(at=at)
+        entry = state.stages.get(kind) if state is not None else None
+        if entry is not None:
+            stage = entry[0]
+            if stage.first_chunk_ns is None and stage.end_ns is None:
+                stage.first_chunk_ns = at
 
-    def _llm_text(self, frame: Frame, at: float, source: object) -> None:
+    def _llm_text(self, frame: Frame, at: int, source: object) -> None:
         self._first_chunk("llm", at)
 
-    def _tts_audio(self, frame: Frame, at: float, source: object) -> None:
+    def _tts_audio(self, frame: Frame, at: int, source: object) -> None:
         self._first_chunk("tts", at)
 
-    def _stage_ended(self, kind: StageKind, at: float) -> None:
+    def _stage_ended(self, kind: StageKind, at: int) -> None:
         state = self._turn
         if state is not None:
             stage = state.open_stage(kind)
             if stage is not None:
-                stage.end(at=at)
+                stage._end(at)
 
-    def _llm_ended(self, frame: Frame, at: float, source: object) -> None:
+    def _llm_ended(self, frame: Frame, at: int, source: object) -> None:
         self._stage_ended("llm", at)
 
-    def _tts_stopped(self, frame: Frame, at: float, source: object) -> None:
+    def _tts_stopped(self, frame: Frame, at: int, source: object) -> None:
         self._stage_ended("tts", at)
 
-    def _tool_started(self, frame: FunctionCallInProgressFrame, at: float, source: object) -> None:
+    def _tool_started(self, frame: FunctionCallInProgressFrame, at: int, source: object) -> None:
         state = self._turn
         if state is not None and frame.tool_call_id not in state.tools:
-            state.tools[frame.tool_call_id] = state.turn.tool(frame.function_name, at=at)
+            name = frame.function_name
+            state.tools[frame.tool_call_id] = state.turn._stage("tool", name, "default", at)
 
     def _tool_ended(
         self,
         frame: FunctionCallResultFrame | FunctionCallCancelFrame,
-        at: float,
+        at: int,
         source: object,
     ) -> None:
         for state in (self._turn, self._interrupted_candidate):
             tool = state.tools.get(frame.tool_call_id) if state is not None else None
-            if tool is not None:
+            if tool is not None and tool.end_ns is None:
                 if isinstance(frame, FunctionCallCancelFrame):
                     tool.fail("cancelled")
-                tool.end(at=at)
+                tool._end(at)
 
     # --- what services report --------------------------------------------------------------
-    def _service_stage(self, kind: StageKind, source: object, at: float) -> Stage | None:
+    def _service_stage(self, kind: StageKind, source: object, at: int) -> Stage | None:
         """The reporting service's latest stage of the open turn; made (zero-length) when
         the turn has none, so usage reported outside any stage still counts."""
         state = self._turn
         if state is None:
             return None
+        turn = state.turn
         if kind == "stt":
             if state.stt is None:
-                state.stt = state.turn.stt(
-                    self._provider(source), _model_of(source), at=state.turn.start_ns / 1e9
+                state.stt = turn._stage(
+                    "stt", self._provider(source), _model_of(source), turn.start_ns
                 )
             return state.stt
         entry = state.stages.get(kind)
         if entry is not None:
             return entry[0]
-        stage = state.turn.stage(kind, self._provider(source), _model_of(source), at)
-        stage.end(at=at)
+        stage = turn._stage(kind, self._provider(source), _model_of(source), at)
+        stage._end(at)
         state.stages[kind] = (stage, source)
         return stage
 
-    def _metrics(self, frame: MetricsFrame, at: float, source: object) -> None:
+    def _metrics(self, frame: MetricsFrame, at: int, source: object) -> None:
         for data in frame.data:
             try:
                 handler = _metric_handler_of[data.__class__]
@@ -403,47 +418,46 @@ class VoiceobsObserver(BaseObserver):
             if handler is not None:
                 handler(self, data, at, source)
 
-    def _llm_usage(self, data: LLMUsageMetricsData, at: float, source: object) -> None:
+    def _llm_usage(self, data: LLMUsageMetricsData, at: int, source: object) -> None:
         stage = self._service_stage("llm", source, at)
         if stage is not None:
             tokens = data.value
             stage.usage(input_tokens=tokens.prompt_tokens, output_tokens=tokens.completion_tokens)
 
-    def _tts_usage(self, data: TTSUsageMetricsData, at: float, source: object) -> None:
+    def _tts_usage(self, data: TTSUsageMetricsData, at: int, source: object) -> None:
         stage = self._service_stage("tts", source, at)
         if stage is not None:
             stage.usage(characters=data.value)
 
-    def _stt_usage(self, data: STTUsageMetricsData, at: float, source: object) -> None:
+    def _stt_usage(self, data: STTUsageMetricsData, at: int, source: object) -> None:
         stage = self._service_stage("stt", source, at)
         if stage is not None:
             stage.usage(audio_seconds=data.value.audio_seconds)
 
     def _service_open_stage(self, source: object) -> Stage | None:
         """The open LLM or TTS stage of the current turn that ``source`` started; None for
-        an STT service (its TTFB runs from speech end, not from its stage's start)."""
-        kind = self._kind(source)
+        an STT service (its TTFB runs from speech end, not from its stage's start), whose
+        stage is not among them."""
         state = self._turn
-        if kind is None or kind == "stt" or state is None:
-            return None
-        stage = state.open_stage(kind)
-        if stage is None or state.stages[kind][1] is not source:
-            return None
-        return stage
+        if state is not None:
+            for stage, opened_by in state.stages.values():
+                if opened_by is source:
+                    return stage if stage.end_ns is None else None
+        return None
 
-    def _ttfb(self, data: TTFBMetricsData, at: float, source: object) -> None:
+    def _ttfb(self, data: TTFBMetricsData, at: int, source: object) -> None:
         """The service's own measure of its open stage's first chunk, from the stage's start."""
         stage = self._service_open_stage(source)
         if stage is not None and stage.first_chunk_ns is None:
-            stage.first_chunk(at=stage.start_ns / 1e9 + data.value)
+            stage.first_chunk_ns = at_ns(stage.start_ns / 1e9 + data.value)
 
-    def _processing(self, data: ProcessingMetricsData, at: float, source: object) -> None:
+    def _processing(self, data: ProcessingMetricsData, at: int, source: object) -> None:
         """The service's own measure of its open stage's end, from the stage's start."""
         stage = self._service_open_stage(source)
         if stage is not None:
-            stage.end(at=stage.start_ns / 1e9 + data.value)
+            stage._end(at_ns(stage.start_ns / 1e9 + data.value))
 
-    def _error(self, frame: ErrorFrame, at: float, source: object) -> None:
+    def _error(self, frame: ErrorFrame, at: int, source: object) -> None:
         service = frame.processor if frame.processor is not None else source
         kind = self._kind(service)
         if kind is None:
@@ -480,8 +494,9 @@ _HANDLERS: tuple[tuple[type[Frame], _Handler], ...] = (
 )
 
 
-_frame_handler_of: dict[type, _Handler | None] = {}
-"""Each frame class's handler (None: a frame the observer does not read), resolved once."""
+_frame_handler_of: dict[type, _Handler | None] = dict(_HANDLERS)
+"""Each frame class's handler (None: a frame the observer does not read), resolved once;
+the mapped classes themselves from the start."""
 
 _METRIC_HANDLERS: tuple[tuple[type[MetricsData], _MetricHandler], ...] = (
     (LLMUsageMetricsData, VoiceobsObserver._llm_usage),
@@ -490,8 +505,9 @@ _METRIC_HANDLERS: tuple[tuple[type[MetricsData], _MetricHandler], ...] = (
     (TTFBMetricsData, VoiceobsObserver._ttfb),
     (ProcessingMetricsData, VoiceobsObserver._processing),
 )
-_metric_handler_of: dict[type, _MetricHandler | None] = {}
-"""Each metrics class's handler, resolved once (``isinstance`` on Pydantic classes is slow)."""
+_metric_handler_of: dict[type, _MetricHandler | None] = dict(_METRIC_HANDLERS)
+"""Each metrics class's handler, resolved once (``isinstance`` on Pydantic classes is slow);
+the mapped classes themselves from the start."""
 
 
 def _resolve(cls: type, handlers: tuple[tuple[type, _H], ...]) -> _H | None:
