@@ -23,6 +23,7 @@ from pipecat.frames.frames import (
     Frame,
     LLMFullResponseStartFrame,
     MetricsFrame,
+    TTSStartedFrame,
     UserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
@@ -32,6 +33,7 @@ from pipecat.pipeline.worker import PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.tests.utils import SleepFrame
+from pipecat.utils.errors import ErrorCategory
 from pipecat.workers.runner import WorkerRunner
 
 from tests.conftest import Telemetry, make_telemetry
@@ -42,6 +44,7 @@ from voiceobs.demo.pipecat_bot import (
     TTS_TTFB_S,
     VAD_STOP_SECS,
     FakeLLMService,
+    FakeTTSService,
     UserSays,
     bot_pipeline,
 )
@@ -293,3 +296,27 @@ async def test_a_service_error_fails_its_open_stage_and_a_fatal_one_the_call(
     call = telemetry.span(sc.SPAN_CALL)
     assert call.attributes[sc.CALL_STATUS] == "failed"
     assert sc.TELEMETRY_DROPPED.name not in telemetry.metrics()
+
+
+async def test_a_rate_limited_service_counts_as_rate_limited(telemetry: Telemetry) -> None:
+    user, tts = FrameProcessor(), FakeTTSService()
+    observer = VoiceobsObserver(telemetry.obs, "pc-429", tenant="acme", pipeline="pipecat")
+
+    async def push(source: FrameProcessor, frame: Frame, upstream: bool = False) -> None:
+        direction = FrameDirection.UPSTREAM if upstream else FrameDirection.DOWNSTREAM
+        await observer.on_push_frame(FramePushed(source, tts, frame, direction, 0))
+
+    await push(user, UserStartedSpeakingFrame())
+    await push(tts, TTSStartedFrame())
+    limited = ErrorFrame("429 Too Many Requests", category=ErrorCategory.RATE_LIMIT)
+    await push(tts, limited, upstream=True)
+    await push(user, EndFrame())
+    (stage,) = _by_number(telemetry.finished_spans(), sc.SPAN_TTS)
+    assert stage.attributes[sc.ERROR_TYPE] == "rate_limited"
+    (requests,) = _points(telemetry, sc.PROVIDER_REQUESTS.name)
+    assert dict(requests.attributes) == {
+        sc.L_PROVIDER: "cartesia",
+        sc.L_COMPONENT: "tts",
+        sc.L_OUTCOME: "rate_limited",
+    }
+    assert telemetry.span(sc.SPAN_CALL).attributes[sc.CALL_STATUS] == "completed"

@@ -23,7 +23,8 @@ What it reads (each frame once: the upstream copy of a broadcast frame is skippe
 - ``MetricsFrame``: TTFB (the stage's first chunk), processing time (the stage's end) and
   usage (LLM tokens, TTS characters, STT audio seconds), matched to the reporting service's
   stage of the open turn.
-- ``ErrorFrame``: the reporting service's open stage failed; a fatal one fails the call.
+- ``ErrorFrame``: the reporting service's open stage failed (``rate_limited`` when Pipecat
+  says the provider rate-limited it, else ``error``); a fatal one fails the call.
 - ``EndFrame`` / ``CancelFrame``: the call ends.
 
 Provider and model come from the service that pushed the frame: the provider from its module
@@ -76,6 +77,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.llm_service import LLMService
 from pipecat.services.stt_service import STTService
 from pipecat.services.tts_service import TTSService
+from pipecat.utils.errors import ErrorCategory
 
 from voiceobs.integrations.guard import Guard, provider_of
 from voiceobs.voice import at_ns
@@ -465,7 +467,7 @@ class VoiceobsObserver(BaseObserver):
         state = self._turn
         stage = (state.stt if kind == "stt" else state.open_stage(kind)) if state else None
         if stage is not None and stage.end_ns is None:
-            stage.fail("error")
+            stage.fail("rate_limited" if frame.category is ErrorCategory.RATE_LIMIT else "error")
         if frame.fatal:
             self.call.fail(f"{kind}_error")
 
