@@ -8,7 +8,7 @@ out the same however busy the machine is."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -267,16 +267,25 @@ async def test_disabled_voiceobs_ignores_every_frame(caplog: pytest.LogCaptureFi
         t.obs.shutdown()
 
 
+Push = Callable[..., Awaitable[None]]
+
+
+def pusher(observer: VoiceobsObserver) -> Push:
+    """Tell ``observer`` of frames directly, as Pipecat would: ``push(source, frame,
+    upstream=False)``, stamped 0 (the observer's own clock)."""
+
+    async def push(source: FrameProcessor, frame: Frame, upstream: bool = False) -> None:
+        direction = FrameDirection.UPSTREAM if upstream else FrameDirection.DOWNSTREAM
+        await observer.on_push_frame(FramePushed(source, source, frame, direction, 0))
+
+    return push
+
+
 async def test_a_service_error_fails_its_open_stage_and_a_fatal_one_the_call(
     telemetry: Telemetry,
 ) -> None:
     user, llm = FrameProcessor(), FakeLLMService()
-    observer = VoiceobsObserver(telemetry.obs, "pc-err", tenant="acme", pipeline="pipecat")
-
-    async def push(source: FrameProcessor, frame: Frame, upstream: bool = False) -> None:
-        direction = FrameDirection.UPSTREAM if upstream else FrameDirection.DOWNSTREAM
-        await observer.on_push_frame(FramePushed(source, llm, frame, direction, 0))
-
+    push = pusher(VoiceobsObserver(telemetry.obs, "pc-err", tenant="acme", pipeline="pipecat"))
     await push(user, UserStartedSpeakingFrame())
     await push(llm, LLMFullResponseStartFrame())
     await push(  # a metrics datum the adapter does not read: ignored, not a failure
@@ -300,12 +309,7 @@ async def test_a_service_error_fails_its_open_stage_and_a_fatal_one_the_call(
 
 async def test_a_rate_limited_service_counts_as_rate_limited(telemetry: Telemetry) -> None:
     user, tts = FrameProcessor(), FakeTTSService()
-    observer = VoiceobsObserver(telemetry.obs, "pc-429", tenant="acme", pipeline="pipecat")
-
-    async def push(source: FrameProcessor, frame: Frame, upstream: bool = False) -> None:
-        direction = FrameDirection.UPSTREAM if upstream else FrameDirection.DOWNSTREAM
-        await observer.on_push_frame(FramePushed(source, tts, frame, direction, 0))
-
+    push = pusher(VoiceobsObserver(telemetry.obs, "pc-429", tenant="acme", pipeline="pipecat"))
     await push(user, UserStartedSpeakingFrame())
     await push(tts, TTSStartedFrame())
     limited = ErrorFrame("429 Too Many Requests", category=ErrorCategory.RATE_LIMIT)
