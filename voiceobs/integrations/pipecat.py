@@ -320,17 +320,21 @@ class VoiceobsObserver(BaseObserver):
         if state is None:
             return
         if state.stt is None or state.stt.end_ns is not None:
-            turn = state.turn
-            state.stt = turn._stage("stt", self._provider(source), _model_of(source), turn.start_ns)
+            state.stt = self._new_stt(state, source)
         state.last_final_ns = at
+
+    def _new_stt(self, state: _TurnState, source: object) -> Stage:
+        """``source``'s STT stage of the turn: from the turn's start, as the user's speech is
+        transcribed while it is heard."""
+        turn = state.turn
+        return turn._stage("stt", self._provider(source), _model_of(source), turn.start_ns)
 
     def _start_stage(self, kind: StageKind, at: int, source: object) -> None:
         state = self._turn
         if state is None:
             return
         state.end_stt()
-        entry = state.stages.get(kind)
-        if entry is None or entry[0].end_ns is not None:  # none open: a new one
+        if state.open_stage(kind) is None:
             stage = state.turn._stage(kind, self._provider(source), _model_of(source), at)
             state.stages[kind] = (stage, source)
 
@@ -394,17 +398,14 @@ class VoiceobsObserver(BaseObserver):
         state = self._turn
         if state is None:
             return None
-        turn = state.turn
         if kind == "stt":
             if state.stt is None:
-                state.stt = turn._stage(
-                    "stt", self._provider(source), _model_of(source), turn.start_ns
-                )
+                state.stt = self._new_stt(state, source)
             return state.stt
         entry = state.stages.get(kind)
         if entry is not None:
             return entry[0]
-        stage = turn._stage(kind, self._provider(source), _model_of(source), at)
+        stage = state.turn._stage(kind, self._provider(source), _model_of(source), at)
         stage._end(at)
         state.stages[kind] = (stage, source)
         return stage
