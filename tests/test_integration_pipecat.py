@@ -21,13 +21,15 @@ from pipecat.frames.frames import (
     EndFrame,
     ErrorFrame,
     Frame,
+    LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
+    LLMTextFrame,
     MetricsFrame,
     TTSStartedFrame,
     UserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
-from pipecat.metrics.metrics import TTSUsageMetricsData, TurnMetricsData
+from pipecat.metrics.metrics import TTFBMetricsData, TTSUsageMetricsData, TurnMetricsData
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.pipeline.worker import PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
@@ -324,3 +326,21 @@ async def test_a_rate_limited_service_counts_as_rate_limited(telemetry: Telemetr
         sc.L_OUTCOME: "rate_limited",
     }
     assert telemetry.span(sc.SPAN_CALL).attributes[sc.CALL_STATUS] == "completed"
+
+
+async def test_a_broken_service_duration_is_counted_and_leaves_the_stage_alone(
+    telemetry: Telemetry,
+) -> None:
+    user, llm = FrameProcessor(), FakeLLMService()
+    push = pusher(VoiceobsObserver(telemetry.obs, "pc-ttfb", tenant="acme", pipeline="pipecat"))
+    await push(user, UserStartedSpeakingFrame())
+    await push(llm, LLMFullResponseStartFrame())
+    await push(llm, MetricsFrame(data=[TTFBMetricsData(processor="llm", value=-0.5)]))
+    await push(llm, LLMTextFrame("Hi"))
+    await push(llm, LLMFullResponseEndFrame())
+    await push(user, EndFrame())
+    (stage,) = _by_number(telemetry.finished_spans(), sc.SPAN_LLM)
+    assert stage.attributes[sc.STAGE_TTFC] >= 0  # from the first token's frame
+    (dropped,) = _points(telemetry, sc.TELEMETRY_DROPPED.name)
+    assert dict(dropped.attributes) == {sc.L_SIGNAL: "pipecat", sc.L_REASON: "internal_error"}
+    assert dropped.value == 1

@@ -102,6 +102,18 @@ def _kind_of(processor: object) -> StageKind | None:
     return None
 
 
+_LONGEST_S = 86_400.0
+"""A service's measured duration above a day is a broken measure, not a slow provider."""
+
+
+def _duration_ns(seconds: object) -> int:
+    """A service's measured duration (TTFB, processing time) in nanoseconds; a clear error
+    for anything but a number of seconds between 0 and a day."""
+    if (type(seconds) is float or type(seconds) is int) and 0 <= seconds <= _LONGEST_S:
+        return int(seconds * 1e9)
+    raise ValueError(f"a service's measured duration must be 0 to {_LONGEST_S:.0f} s: {seconds!r}")
+
+
 def _model_of(processor: object) -> str:
     model = getattr(getattr(processor, "settings", None), "model", None)
     return model if isinstance(model, str) and model else "default"
@@ -168,7 +180,8 @@ class VoiceobsObserver(BaseObserver):
     Every moment is the frame's own, in Unix nanoseconds on the call's clock, and goes into
     the voice API's objects as it is: the pipeline clock's integer nanoseconds need neither
     a conversion to seconds nor the checks a user's ``at=`` gets. What a frame carries from
-    elsewhere (the VAD's stop time, a service's measured durations) is checked as ``at=``.
+    elsewhere is checked: the VAD's stop time as ``at=``, a service's measured durations as
+    0 to a day of seconds, counted from its stage's start in integer nanoseconds.
     """
 
     def __init__(
@@ -452,13 +465,13 @@ class VoiceobsObserver(BaseObserver):
         """The service's own measure of its open stage's first chunk, from the stage's start."""
         stage = self._service_open_stage(source)
         if stage is not None and stage.first_chunk_ns is None:
-            stage.first_chunk_ns = at_ns(stage.start_ns / 1e9 + data.value)
+            stage.first_chunk_ns = stage.start_ns + _duration_ns(data.value)
 
     def _processing(self, data: ProcessingMetricsData, at: int, source: object) -> None:
         """The service's own measure of its open stage's end, from the stage's start."""
         stage = self._service_open_stage(source)
         if stage is not None:
-            stage._end(at_ns(stage.start_ns / 1e9 + data.value))
+            stage._end(stage.start_ns + _duration_ns(data.value))
 
     def _error(self, frame: ErrorFrame, at: int, source: object) -> None:
         service = frame.processor if frame.processor is not None else source
