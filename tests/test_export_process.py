@@ -371,6 +371,14 @@ def test_records_cross_the_pipe_as_plain_tuples_and_come_back_equal() -> None:
     plain = pack(records)
     assert all(type(item) is tuple for item in plain)
     assert all(type(stage) is tuple for stage in plain[1][-1])  # a turn's stages too
+    # without the fields they share with their turn, which unpack takes from the turn
+    assert StageEnded._fields[:4] == (
+        "call_span_id",
+        "turn_number",
+        "turn_span_id",
+        "turn_speech_end_ns",
+    )
+    assert plain[1][-1] == (stage[4:], stage[4:])
     back = unpack(plain)
     assert back == records
     assert [type(record) for record in back] == [type(record) for record in records]
