@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+import voiceobs
 from voiceobs import VoiceobsSettings, processtransport, setup_instrumentation
 from voiceobs.channel import KINDS, pack, unpack
 from voiceobs.processtransport import ProcessTransport
@@ -305,6 +307,37 @@ def test_the_engine_process_loads_no_otlp_exporter() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_export_process_imports_nothing_from_the_engines_working_directory(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A package in the directory the engine runs from, named like voiceobs, is not what the
+    export process runs: it runs the engine's own voiceobs."""
+    decoy = tmp_path / "voiceobs"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("")
+    (decoy / "exportprocess.py").write_text("raise SystemExit('the working directory ran')\n")
+    script = (
+        "from voiceobs import setup_instrumentation\n"
+        "obs = setup_instrumentation()\n"
+        "with obs.call('c-1'):\n"
+        "    pass\n"
+        "print(obs.force_flush(20))\n"
+        "obs.shutdown(2)\n"
+    )
+    package_root = str(Path(voiceobs.__file__).resolve().parent.parent)
+    out = subprocess.run(  # -P: the engine itself imports its voiceobs, not the decoy
+        [sys.executable, "-P", "-c", script],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": package_root},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "True", out.stderr
+    assert "voice.call" in receiver.span_names()
 
 
 def test_a_backlog_leaves_in_bounded_frames_and_a_flush_covers_all_of_it(

@@ -303,7 +303,9 @@ class ProcessTransport(Transport):
         ack_read, ack_write = os.pipe()
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "voiceobs.exportprocess", str(ack_write)],
+                # -P: the engine's working directory is not on the export process's path, so
+                # what lies there (a script named like a module) is never imported in its place
+                [sys.executable, "-P", "-m", "voiceobs.exportprocess", str(ack_write)],
                 stdin=subprocess.PIPE,
                 env=env,
                 close_fds=True,
