@@ -73,11 +73,10 @@ async def _record(
 ) -> list[list[Any]]:
     """The frames a live call of ``turns`` turns (with ``observers``) tells an observer about,
     turn by turn; each turn starts once the bot has gone quiet."""
-    from pipecat.frames.frames import BotStoppedSpeakingFrame, EndFrame
+    from pipecat.frames.frames import BotStoppedSpeakingFrame
     from pipecat.observers.base_observer import BaseObserver, FramePushed
     from pipecat.pipeline.worker import PipelineWorker
     from pipecat.processors.frame_processor import FrameDirection
-    from pipecat.workers.runner import WorkerRunner
 
     from voiceobs.demo import pipecat_bot
 
@@ -99,32 +98,16 @@ async def _record(
     for name in ("LLM_TTFB_S", "TTS_TTFB_S"):
         setattr(pipecat_bot, name, 0.001)
     recorder = Recorder()
-    worker = PipelineWorker(
-        pipecat_bot.bot_pipeline(),
-        observers=[*observers, recorder],
-        enable_tracing=enable_tracing,
-        cancel_on_idle_timeout=False,
-        idle_timeout_secs=None,
-        check_dangling_tasks=False,
-    )
-    started = asyncio.Event()
 
-    async def on_started(*_: object) -> None:
-        started.set()
-
-    worker.add_event_handler("on_pipeline_started", on_started)
-
-    async def talk() -> None:
-        await asyncio.wait_for(started.wait(), timeout=60)
+    async def talk(worker: PipelineWorker) -> None:
         for _ in range(turns):
             recorder.quiet.clear()
             await worker.queue_frame(pipecat_bot.UserSays(text="Hello.", speech_s=0.001))
             await asyncio.wait_for(recorder.quiet.wait(), timeout=30)
-        await worker.queue_frame(EndFrame())
 
-    runner = WorkerRunner(handle_sigint=False)
-    await runner.add_workers(worker)
-    await asyncio.gather(runner.run(), talk())
+    await pipecat_bot.converse(
+        talk, [*observers, recorder], enable_tracing=enable_tracing, check_dangling_tasks=False
+    )
     recorded: list[list[Any]] = recorder.turns
     recorded[-2].extend(recorded.pop())  # the EndFrame belongs to the last turn
     return recorded

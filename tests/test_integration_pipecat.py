@@ -36,7 +36,6 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.tests.utils import SleepFrame
 from pipecat.utils.errors import ErrorCategory
-from pipecat.workers.runner import WorkerRunner
 
 from tests.conftest import Telemetry, make_telemetry
 from voiceobs import semconv as sc
@@ -48,7 +47,7 @@ from voiceobs.demo.pipecat_bot import (
     FakeLLMService,
     FakeTTSService,
     UserSays,
-    bot_pipeline,
+    converse,
 )
 from voiceobs.integrations.guard import provider_of
 from voiceobs.integrations.pipecat import VoiceobsObserver
@@ -107,21 +106,8 @@ async def run_call(telemetry: Telemetry, script: Sequence[Step] = SCRIPT) -> Voi
     """Run the demo bot's pipeline through ``script`` with the adapter observing, then end it."""
     observer = VoiceobsObserver(telemetry.obs, "pc-1", tenant="acme", pipeline="pipecat")
     bot = BotListener()
-    worker = PipelineWorker(
-        bot_pipeline(),
-        observers=[observer, bot],
-        cancel_on_idle_timeout=False,
-        idle_timeout_secs=None,
-    )
-    started = asyncio.Event()
 
-    async def on_started(*_: object) -> None:
-        started.set()
-
-    worker.add_event_handler("on_pipeline_started", on_started)
-
-    async def talk() -> None:
-        await asyncio.wait_for(started.wait(), timeout=30)
+    async def talk(worker: PipelineWorker) -> None:
         for step in script:
             if isinstance(step, UntilBot):
                 await asyncio.wait_for(getattr(bot, step.event).wait(), timeout=30)
@@ -131,11 +117,8 @@ async def run_call(telemetry: Telemetry, script: Sequence[Step] = SCRIPT) -> Voi
                 if isinstance(step, UserSays):
                     bot.user_spoke()
                 await worker.queue_frame(step)
-        await worker.queue_frame(EndFrame())
 
-    runner = WorkerRunner(handle_sigint=False)
-    await runner.add_workers(worker)
-    await asyncio.gather(runner.run(), talk())
+    await converse(talk, [observer, bot])
     return observer
 
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
+    EndFrame,
     Frame,
     InterimTranscriptionFrame,
     InterruptionFrame,
@@ -51,7 +52,9 @@ from pipecat.metrics.metrics import (
     TTFBMetricsData,
     TTSUsageMetricsData,
 )
+from pipecat.observers.base_observer import BaseObserver
 from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineWorker
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.ai_service import AIService
@@ -60,6 +63,7 @@ from pipecat.services.settings import LLMSettings, STTSettings, TTSSettings
 from pipecat.services.stt_service import STTService
 from pipecat.services.tts_service import TTSService
 from pipecat.utils.tracing.service_decorators import traced_llm, traced_stt, traced_tts
+from pipecat.workers.runner import WorkerRunner
 
 VAD_STOP_SECS = 0.2
 LLM_TTFB_S = 0.03
@@ -255,3 +259,38 @@ def bot_pipeline() -> Pipeline:
     """The user, the three services and the output, in pipeline order."""
     services = [FakeSTTService(), FakeLLMService(), FakeTTSService()]
     return Pipeline([FakeUser(), *services, FakeOutput()])
+
+
+async def converse(
+    talk: Callable[[PipelineWorker], Awaitable[None]],
+    observers: Sequence[BaseObserver] = (),
+    *,
+    enable_tracing: bool = False,
+    check_dangling_tasks: bool = True,
+) -> None:
+    """One call through :func:`bot_pipeline` with ``observers``: once the pipeline has
+    started, ``talk(worker)`` plays the user's side (queues :class:`UserSays` and waits as it
+    likes), then the call ends with an ``EndFrame``."""
+    worker = PipelineWorker(
+        bot_pipeline(),
+        observers=list(observers),
+        enable_tracing=enable_tracing,
+        cancel_on_idle_timeout=False,
+        idle_timeout_secs=None,
+        check_dangling_tasks=check_dangling_tasks,
+    )
+    started = asyncio.Event()
+
+    async def on_started(*_: object) -> None:
+        started.set()
+
+    worker.add_event_handler("on_pipeline_started", on_started)
+
+    async def user() -> None:
+        await asyncio.wait_for(started.wait(), timeout=30)
+        await talk(worker)
+        await worker.queue_frame(EndFrame())
+
+    runner = WorkerRunner(handle_sigint=False)
+    await runner.add_workers(worker)
+    await asyncio.gather(runner.run(), user())

@@ -19,13 +19,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from loguru import logger
-from pipecat.frames.frames import EndFrame, StartFrame
 from pipecat.observers.speaking_observer import SpeakingObserver, SpeechEvent, SpeechEventKind
 from pipecat.pipeline.worker import PipelineWorker
-from pipecat.workers.runner import WorkerRunner
 
 from voiceobs.cost import example_rate_card_path
-from voiceobs.demo.pipecat_bot import UserSays, bot_pipeline
+from voiceobs.demo.pipecat_bot import UserSays, converse
 from voiceobs.demo.simulator import TENANTS, UTTERANCES, CallResult, SimOptions, SimReport
 from voiceobs.integrations.pipecat import VoiceobsObserver
 from voiceobs.settings import VoiceobsSettings
@@ -66,24 +64,9 @@ async def _one_call(
     observer = VoiceobsObserver(obs, call_id, tenant=tenant, pipeline=PIPELINE)
     speaking = SpeakingObserver()
     latencies = _Latencies(speaking)
-    worker = PipelineWorker(
-        bot_pipeline(),
-        observers=[observer, speaking],
-        cancel_on_idle_timeout=False,
-        idle_timeout_secs=None,
-        check_dangling_tasks=False,
-    )
-    started = asyncio.Event()
-
-    async def _on_started(_: PipelineWorker, __: StartFrame) -> None:
-        started.set()
-
-    worker.add_event_handler("on_pipeline_started", _on_started)
-
     result = CallResult(call_id, observer.call.trace_id_hex, tenant, PIPELINE)
 
-    async def talk() -> None:
-        await asyncio.wait_for(started.wait(), timeout=30)
+    async def talk(worker: PipelineWorker) -> None:
         turns = rng.randint(options.turns_min, options.turns_max)
         for number in range(turns):
             long_answer = number < turns - 1 and rng.random() < 0.25
@@ -95,11 +78,9 @@ async def _one_call(
                 await asyncio.sleep(BARGE_IN_S + 0.1)
             else:
                 await asyncio.sleep(0.15 + rng.uniform(*PAUSE_S))
-        await worker.queue_frame(EndFrame())
 
-    runner = WorkerRunner(handle_sigint=False)
-    await runner.add_workers(worker)
-    await asyncio.gather(runner.run(), talk())
+    # Many calls share the loop: another call's tasks are not this one's dangling tasks.
+    await converse(talk, [observer, speaking], check_dangling_tasks=False)
     result.latencies = latencies.values
     return result
 
